@@ -1,0 +1,15 @@
+"""Inference backends behind one interface (see :mod:`.base`)."""
+from .base import Backend, BackendUnavailable, available_backend_names, create_backend, register_backend
+
+_BUILTIN = ("torch_backend",)
+
+
+def load_builtin_backends() -> None:
+    """Register the built-in backends (modules import their runtimes lazily)."""
+    import importlib
+    for module in _BUILTIN:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+__all__ = ["Backend", "BackendUnavailable", "available_backend_names", "create_backend",
+           "register_backend", "load_builtin_backends"]

@@ -1,0 +1,88 @@
+"""The one interface every inference backend implements.
+
+A backend runs the networks only: SuperPoint's dense part (logits and raw
+descriptor map) and SuperGlue up to its log-assignment matrix. Everything
+before and after (scaling, NMS, keypoint selection, descriptor sampling, match
+extraction) runs on the host in numpy, identically for all backends.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..features.types import Features
+from ..matching.types import Matches
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend or execution provider cannot run here; the message
+    names what is installed and how to get the missing piece."""
+
+
+class Backend(ABC):
+    """Inference backend. Subclasses set ``name`` and implement the two networks."""
+
+    name = "abstract"
+    #: True when ``superpoint_dense`` accepts a batch of several images at once
+    supports_batch = True
+
+    @abstractmethod
+    def superpoint_dense(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Images (B, 1, H, W) float32 in [0, 1] -> detector logits (B, 65, H/8, W/8)
+        and raw descriptor maps (B, D, H/8, W/8), float32 numpy."""
+
+    def superpoint(self, images: np.ndarray, config: Mapping[str, Any]) -> list[Features]:
+        """Features of each image of the batch: dense network, then the numpy host
+        post-processing (backends may override with an on-device equivalent)."""
+        from ..features.superpoint_post import postprocess
+        height, width = images.shape[-2:]
+        semi, desc = self.superpoint_dense(images)
+        return [postprocess(semi[i], desc[i], config, (width, height)) for i in range(images.shape[0])]
+
+    @abstractmethod
+    def superglue_log_assignment(self, features0: Features, features1: Features) -> np.ndarray:
+        """Log assignment (N0+1, N1+1) with dustbins for one pair, both non-empty."""
+
+    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
+        """Upstream matches for one pair; empty inputs give no matches."""
+        from ..matching.superglue_post import matches_from_log_assignment
+        if len(features0) == 0 or len(features1) == 0:
+            return Matches.empty(len(features0), len(features1))
+        return matches_from_log_assignment(
+            self.superglue_log_assignment(features0, features1), match_threshold)
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: backend name, device, provider; logged and put in diagnostics."""
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        """Release devices and sessions."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def available_backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backend(name: str = "torch", **options: Any) -> Backend:
+    """Build the backend ``name`` with its options (weights, configs, device ...)."""
+    from . import load_builtin_backends
+    load_builtin_backends()
+    if name not in _REGISTRY:
+        raise BackendUnavailable(f"unknown backend '{name}' (available: {', '.join(available_backend_names())})")
+    return _REGISTRY[name](**options)

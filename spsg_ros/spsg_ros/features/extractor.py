@@ -1,0 +1,40 @@
+"""SuperPoint on images: backend dense inference + numpy host post-processing."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..backends.base import Backend
+from .superpoint_post import superpoint_config
+from .types import Features
+
+
+def to_network_input(images: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 grayscale images of one size -> (B, 1, H, W) float32 in [0, 1]."""
+    batch = np.stack([np.asarray(img) for img in images])
+    if batch.ndim != 3:
+        raise ValueError(f"expected grayscale (H, W) images, got shape {batch.shape[1:]}")
+    if batch.dtype == np.uint8:
+        return (batch.astype(np.float32) / np.float32(255.0))[:, None]
+    return batch.astype(np.float32)[:, None]
+
+
+class SuperPointExtractor:
+    """Keypoints and descriptors of grayscale images with one backend."""
+
+    def __init__(self, backend: Backend, config: Mapping[str, Any] | None = None):
+        self.backend = backend
+        self.config = superpoint_config(config)
+
+    def __call__(self, image: np.ndarray) -> Features:
+        return self.extract_batch([image])[0]
+
+    def extract_batch(self, images: Sequence[np.ndarray]) -> list[Features]:
+        """One backend call for images of the same size (one call each where the
+        backend cannot batch)."""
+        if not images:
+            return []
+        if not self.backend.supports_batch and len(images) > 1:
+            return [f for img in images for f in self.extract_batch([img])]
+        return self.backend.superpoint(to_network_input(images), self.config)

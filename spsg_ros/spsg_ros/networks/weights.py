@@ -1,0 +1,247 @@
+"""Weight files: where they are, how to get them, and loading them safely.
+
+Upstream weights (magicleap/SuperGluePretrainedNetwork, non-commercial research
+license) are never shipped: ``spsg-ros models download`` fetches them into
+``spsg_ros/models/`` and checks their git blob id. Files are loaded with
+``torch.load(weights_only=True)`` so that no code in them runs, and checked
+against the network's own state dict so that every mistake gets a message
+saying what is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+UPSTREAM_REPO = "magicleap/SuperGluePretrainedNetwork"
+UPSTREAM_BASE_URL = f"https://github.com/{UPSTREAM_REPO}/raw/master/models/weights"
+
+LICENSE_NOTICE = (
+    "The SuperPoint and SuperGlue weights are released by Magic Leap under the "
+    "'Academic or Non-Profit Organization Noncommercial Research Use Only' license "
+    f"(https://github.com/{UPSTREAM_REPO}/blob/master/LICENSE). By downloading them you "
+    "accept that license; they may not be used commercially. spsg_ros does not ship them."
+)
+
+
+@dataclass(frozen=True)
+class UpstreamWeights:
+    name: str          # short name used on the command line
+    filename: str
+    network: str       # "superpoint" or "superglue"
+    git_blob_sha1: str  # SHA-1 of b"blob <size>\0" + content
+
+
+UPSTREAM_WEIGHTS = {
+    "superpoint": UpstreamWeights("superpoint", "superpoint_v1.pth", "superpoint",
+                                  "107a444ca318d487390137d619d49f2f0a3b1ad8"),
+    "indoor": UpstreamWeights("indoor", "superglue_indoor.pth", "superglue",
+                              "2b54532f1b7321505cac79ee3a2863ef2ab2d163"),
+    "outdoor": UpstreamWeights("outdoor", "superglue_outdoor.pth", "superglue",
+                               "5ca3392bd5349790d7bc1c246961fc041b88c1e8"),
+}
+
+
+class WeightError(RuntimeError):
+    """A weight file is missing, unreadable, or does not fit the network."""
+
+
+def default_weights_dir() -> Path:
+    """``$SPSG_ROS_WEIGHTS_DIR``, else ``spsg_ros/models/`` of a source checkout,
+    else ``~/.cache/spsg_ros/models``."""
+    env = os.environ.get("SPSG_ROS_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    source_models = Path(__file__).resolve().parents[2] / "models"
+    if source_models.is_dir():
+        return source_models
+    return Path.home() / ".cache" / "spsg_ros" / "models"
+
+
+def git_blob_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    digest.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_weights(spec: str | os.PathLike, network: str,
+                    weights_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the weights named by ``spec``: a path, or an upstream short name
+    (``superpoint``, ``indoor``, ``outdoor``) looked up in ``weights_dir``."""
+    spec_str = str(spec)
+    if spec_str in UPSTREAM_WEIGHTS:
+        entry = UPSTREAM_WEIGHTS[spec_str]
+        if entry.network != network:
+            raise WeightError(f"'{spec_str}' names {entry.network} weights, not {network} weights")
+        folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+        path = folder / entry.filename
+        if not path.is_file():
+            raise WeightError(
+                f"{network} weights '{spec_str}' not found: looked for {path}. Get them with "
+                f"`spsg-ros models download --weights-dir {folder}` (upstream {UPSTREAM_REPO}, "
+                "non-commercial license), or pass a file path.")
+        return path
+    path = Path(spec_str).expanduser()
+    if not path.is_file():
+        hint = ("" if path.suffix else
+                f" (short names: {', '.join(n for n, e in UPSTREAM_WEIGHTS.items() if e.network == network)})")
+        raise WeightError(f"{network} weight file not found: {path}{hint}. Run `spsg-ros models "
+                          "download` for the upstream files, or check the path.")
+    return path
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a state dict without executing code from the file."""
+    try:
+        import torch
+    except ImportError as exc:  # torch is an optional extra
+        raise WeightError("loading .pth weights needs PyTorch: pip install torch==2.13.0 "
+                          "(or use an exported ONNX/OM model with another backend)") from exc
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightError(f"{path} is not a readable PyTorch weight file "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(obj, Mapping):
+        raise WeightError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    for nested in ("model_state_dict", "state_dict", "model"):
+        if nested in obj and isinstance(obj[nested], Mapping):
+            raise WeightError(f"{path} is a training checkpoint (key '{nested}'), not an upstream "
+                              "state dict: convert it with `spsg-ros models import`")
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightError(f"{path} is a dict but not a state dict of tensors")
+    return dict(obj)
+
+
+def _identify(keys: set[str]) -> str | None:
+    if any(k.startswith(("kenc.", "gnn.")) or k == "bin_score" for k in keys):
+        return "superglue"
+    if any(k.startswith(("conv1a.", "convPa.", "convDa.")) for k in keys):
+        return "superpoint"
+    return None
+
+
+def check_state_dict(state: Mapping[str, Any], expected: Mapping[str, Any], network: str,
+                     source: str) -> None:
+    """Raise WeightError naming missing/unexpected keys and wrong shapes."""
+    found = _identify(set(state))
+    if found is not None and found != network:
+        option = "--superglue-weights" if found == "superglue" else "--superpoint-weights"
+        raise WeightError(f"{source} holds {found} weights but was given as {network} weights; "
+                          f"pass it with {option}")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
+             for k in sorted(set(state) & set(expected))
+             if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        problems.append(f"wrong shapes ({'; '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''})")
+    if problems:
+        raise WeightError(f"{source} does not fit the {network} network: " + ", ".join(problems)
+                          + ". Check the file and the network configuration (descriptor_dim, "
+                          "keypoint_encoder, GNN_layers).")
+
+
+def _short(keys: list[str]) -> str:
+    return ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+
+
+def load_superpoint(spec: str | os.PathLike = "superpoint", config: Mapping[str, Any] | None = None,
+                    weights_dir: str | os.PathLike | None = None):
+    """A SuperPoint in eval mode with the given weights (strict)."""
+    from .superpoint import SuperPoint
+    path = resolve_weights(spec, "superpoint", weights_dir)
+    model = SuperPoint(config)
+    state = load_state_dict(path)
+    check_state_dict(state, model.state_dict(), "superpoint", str(path))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_superglue(spec: str | os.PathLike = "indoor", config: Mapping[str, Any] | None = None,
+                   weights_dir: str | os.PathLike | None = None):
+    """A SuperGlue in eval mode with the given weights (strict)."""
+    from .superglue import SuperGlue
+    path = resolve_weights(spec, "superglue", weights_dir)
+    model = SuperGlue(config)
+    state = load_state_dict(path)
+    check_state_dict(state, model.state_dict(), "superglue", str(path))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def download_weights(names: list[str] | None = None, weights_dir: str | os.PathLike | None = None,
+                     base_url: str = UPSTREAM_BASE_URL, force: bool = False,
+                     progress: bool = True) -> dict[str, Path]:
+    """Fetch upstream weights, verify their git blob id, store them in ``weights_dir``.
+
+    ``base_url`` may be a ``file://`` URL of a local mirror (used by the tests).
+    Returns name -> path. A file whose digest does not match is deleted and
+    reported; files already present and valid are kept.
+    """
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    result = {}
+    for name in names or list(UPSTREAM_WEIGHTS):
+        if name not in UPSTREAM_WEIGHTS:
+            raise WeightError(f"unknown weights '{name}' (choose from {', '.join(UPSTREAM_WEIGHTS)})")
+        entry = UPSTREAM_WEIGHTS[name]
+        target = folder / entry.filename
+        if target.is_file() and not force and git_blob_sha1(target) == entry.git_blob_sha1:
+            result[name] = target
+            continue
+        url = f"{base_url.rstrip('/')}/{entry.filename}"
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+            try:
+                _fetch(url, tmp, progress)
+            except Exception as exc:
+                tmp.close()
+                tmp_path.unlink(missing_ok=True)
+                raise WeightError(f"could not download {url}: {exc}. Download it by hand into "
+                                  f"{folder} or pass the file path.") from exc
+        digest = git_blob_sha1(tmp_path)
+        if digest != entry.git_blob_sha1:
+            tmp_path.unlink(missing_ok=True)
+            raise WeightError(f"{url} has git blob id {digest}, expected {entry.git_blob_sha1}: "
+                              "the download is corrupt or not the upstream file")
+        shutil.move(str(tmp_path), target)
+        result[name] = target
+    return result
+
+
+def _fetch(url: str, out, progress: bool) -> None:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1])
+        for chunk in iter(lambda: response.read(1 << 16), b""):
+            out.write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()

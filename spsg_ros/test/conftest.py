@@ -1,0 +1,93 @@
+"""Shared test fixtures: the ../shared folder, generated weights, synthetic images."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shared_dir() -> Path | None:
+    env = os.environ.get("SPSG_SHARED_DIR")
+    for candidate in ([Path(env)] if env else []) + [REPO_ROOT.parent / "shared"]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = _shared_dir()
+    if path is None:
+        pytest.skip("shared test data not found: set SPSG_SHARED_DIR to the folder holding "
+                    "fixtures/, weights/ and data/ (.ci/run sets it to ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights(shared_dir: Path) -> dict[str, Path]:
+    paths = {"superpoint": shared_dir / "weights" / "superpoint_seed_ir.pth",
+             "superglue": shared_dir / "weights" / "superglue_random_seed0.pth"}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"shared weights missing: {', '.join(missing)}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def fixture_files(shared_dir: Path) -> dict[str, Path]:
+    names = ["freiburg_pair_max1024", "freiburg_pair_unlimited_nms3", "freiburg_pair_320x240"]
+    paths = {n: shared_dir / "fixtures" / f"{n}.npz" for n in names}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"reference fixtures missing: {', '.join(missing)}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def freiburg_frames(shared_dir: Path) -> list[Path]:
+    frames = sorted((shared_dir / "data" / "freiburg_sequence").glob("*.png"))
+    if len(frames) < 2:
+        pytest.skip("shared freiburg_sequence frames missing")
+    return frames
+
+
+@pytest.fixture(scope="session")
+def generated_weights(tmp_path_factory) -> dict[str, Path]:
+    """Randomly initialised SuperPoint and SuperGlue state dicts (seeded), saved as .pth."""
+    torch = pytest.importorskip("torch")
+    from spsg_ros.networks.superglue import SuperGlue
+    from spsg_ros.networks.superpoint import SuperPoint
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    sp, sg = SuperPoint(), SuperGlue()
+    with torch.no_grad():  # make the random SuperGlue's dustbin and norms non-trivial
+        sg.bin_score.fill_(1.0)
+    paths = {"superpoint": folder / "superpoint_random.pth", "superglue": folder / "superglue_random.pth"}
+    torch.save(sp.state_dict(), paths["superpoint"])
+    torch.save(sg.state_dict(), paths["superglue"])
+    return paths
+
+
+def textured_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarray:
+    """A uint8 grayscale image with blobs, edges and corners (many keypoints)."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width), 90, np.uint8)
+    for _ in range(max(4, height * width // 1500)):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        size = int(rng.integers(3, 20))
+        color = int(rng.integers(0, 256))
+        if rng.random() < 0.5:
+            cv2.rectangle(image, (x, y), (x + size, y + size), color, -1)
+        else:
+            cv2.circle(image, (x, y), size // 2 + 1, color, -1)
+    return image
+
+
+@pytest.fixture
+def textured():
+    return textured_image
