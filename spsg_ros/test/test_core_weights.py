@@ -145,3 +145,15 @@ def test_git_blob_id_matches_git(tmp_path):
     if out.returncode != 0:
         pytest.skip("git not available")
     assert W.git_blob_sha1(path) == out.stdout.strip()
+
+
+def test_weights_dir_with_other_file_names(tmp_path, generated_weights):
+    """A folder holding one superpoint*.pth / superglue*.pth (not upstream names) works."""
+    import shutil
+    shutil.copy(generated_weights["superpoint"], tmp_path / "superpoint_finetuned.pth")
+    shutil.copy(generated_weights["superglue"], tmp_path / "superglue_mine.pth")
+    assert W.resolve_weights("superpoint", "superpoint", tmp_path).name == "superpoint_finetuned.pth"
+    assert W.resolve_weights("outdoor", "superglue", tmp_path).name == "superglue_mine.pth"
+    shutil.copy(generated_weights["superglue"], tmp_path / "superglue_other.pth")
+    with pytest.raises(WeightError, match="several candidates"):
+        W.resolve_weights("indoor", "superglue", tmp_path)

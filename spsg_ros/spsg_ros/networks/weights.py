@@ -10,6 +10,7 @@ saying what is wrong and how to fix it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
 
 UPSTREAM_REPO = "magicleap/SuperGluePretrainedNetwork"
 UPSTREAM_BASE_URL = f"https://github.com/{UPSTREAM_REPO}/raw/master/models/weights"
@@ -92,6 +95,9 @@ def resolve_weights(spec: str | os.PathLike, network: str,
         folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
         path = folder / entry.filename
         if not path.is_file():
+            path = _single_candidate(folder, network, spec_str)
+        if path is None:
+            path = folder / entry.filename
             raise WeightError(
                 f"{network} weights '{spec_str}' not found: looked for {path}. Get them with "
                 f"`spsg-ros models download --weights-dir {folder}` (upstream {UPSTREAM_REPO}, "
@@ -104,6 +110,21 @@ def resolve_weights(spec: str | os.PathLike, network: str,
         raise WeightError(f"{network} weight file not found: {path}{hint}. Run `spsg-ros models "
                           "download` for the upstream files, or check the path.")
     return path
+
+
+def _single_candidate(folder: Path, network: str, name: str) -> Path | None:
+    """A folder without the upstream file name may hold exactly one ``<network>*.pth``
+    (e.g. fine-tuned or test weights); use it, loudly. Several: refuse to guess."""
+    candidates = sorted(folder.glob(f"{network}*.pth")) if folder.is_dir() else []
+    if len(candidates) > 1:
+        raise WeightError(f"{network} weights '{name}': {folder} has no {UPSTREAM_WEIGHTS[name].filename} "
+                          f"and several candidates ({', '.join(p.name for p in candidates)}); "
+                          "pass the file path explicitly")
+    if candidates:
+        log.warning("%s weights '%s': %s not in %s, using %s", network, name,
+                    UPSTREAM_WEIGHTS[name].filename, folder, candidates[0].name)
+        return candidates[0]
+    return None
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
