@@ -1,0 +1,43 @@
+# Copyright 2026 spsg_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""ament_copyright over the ROS-facing files (needs a ROS 2 installation).
+
+The ROS node shell, the launch files and the ROS tests follow the ROS 2 style
+(Apache-2.0 header, single quotes, 99 columns); the ROS-free core follows the
+project's own style and is linted by the project's CI, so only these files
+are checked here.
+"""
+
+from pathlib import Path
+
+import pytest
+
+ament_copyright_main = pytest.importorskip(
+    'ament_copyright.main',
+    reason='ament_copyright not installed: it comes with a ROS 2 installation '
+           '(source /opt/ros/<distro>/setup.bash)')
+
+PACKAGE = Path(__file__).resolve().parents[1]
+ROS_FILES = [PACKAGE / 'spsg_ros' / 'ros', PACKAGE / 'launch'] + sorted(
+    PACKAGE / 'test' / name for name in (
+        'test_copyright.py', 'test_flake8.py', 'test_pep257.py',
+        'test_ros_launch_integration.py'))
+
+
+@pytest.mark.copyright
+@pytest.mark.linter
+def test_copyright():
+    rc = ament_copyright_main.main(argv=[str(p) for p in ROS_FILES])
+    assert rc == 0, 'Found errors'
