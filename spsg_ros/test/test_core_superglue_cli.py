@@ -124,3 +124,12 @@ def test_match_pair_cli_errors_are_clear(tmp_path, capsys, generated_weights):
     code = main(["match-pair", str(img), str(img), "--superpoint-weights",
                  str(generated_weights["superglue"]), "--superglue-weights", str(generated_weights["superglue"])])
     assert code == 2 and "--superglue-weights" in capsys.readouterr().err
+
+
+def test_torch_backend_without_superglue(generated_weights, tmp_path):
+    """SuperPoint-only use (nearest-neighbour matching) needs no SuperGlue file."""
+    backend = create_backend("torch", superpoint_weights=generated_weights["superpoint"],
+                             superglue_weights=tmp_path / "absent.pth", load_superglue=False)
+    assert backend.superglue_net is None
+    with pytest.raises(BackendUnavailable, match="without SuperGlue"):
+        backend.superglue(random_features(3, 1), random_features(3, 2), 0.2)

@@ -22,7 +22,7 @@ class TorchBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailable("the torch backend needs PyTorch: pip install torch==2.13.0 "
                                      "(CPU) or a CUDA build from pytorch.org") from exc
-        from ..networks.weights import load_superglue, load_superpoint
+        from ..networks import weights
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(f"device '{device}' requested but torch {torch.__version__} "
                                      "sees no CUDA device; use --device cpu")
@@ -32,8 +32,8 @@ class TorchBackend(Backend):
         self.host_postprocess = host_postprocess
         self.device = torch.device(device)
         sp_cfg = dict(superpoint_config or {})
-        self.superpoint_net = load_superpoint(superpoint_weights, sp_cfg, weights_dir).to(self.device)
-        self.superglue_net = (load_superglue(superglue_weights, superglue_config, weights_dir).to(self.device)
+        self.superpoint_net = weights.load_superpoint(superpoint_weights, sp_cfg, weights_dir).to(self.device)
+        self.superglue_net = (weights.load_superglue(superglue_weights, superglue_config, weights_dir).to(self.device)
                               if load_superglue else None)
 
     def superpoint_dense(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

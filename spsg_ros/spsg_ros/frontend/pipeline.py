@@ -1,0 +1,276 @@
+"""The ROS-free frontend: features, matching with a reference frame, relative pose, metrics.
+
+Each image goes through SuperPoint exactly once; the reference frame's features
+(and, for stereo, its triangulated points) are cached for the next pairing.
+``process`` never raises: unusable input gives a FrameResult with ``ok=False``
+and ``status`` saying why.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..backends.base import Backend, create_backend
+from ..features.extractor import SuperPointExtractor
+from ..features.types import Features
+from ..matching.nearest_neighbor import NearestNeighborMatcher
+from ..matching.superglue_matcher import SuperGlueMatcher
+from ..matching.types import Matches
+from . import camera as cam
+from .config import ConfigSource, load_config
+from .metrics import frame_metrics
+from .pose import mono_pose, stereo_pose, triangulate_stereo
+from .preprocess import FrameError, Prepared, Preprocessor, normalized_points, to_gray, to_original
+from .types import CameraInfo, Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class View:
+    """One processed image, kept as reference for the next frames."""
+
+    stamp_ns: int
+    frame_id: str
+    size: tuple[int, int]                 # (W, H) original
+    features: Features                    # network-image coordinates (what the matcher sees)
+    keypoints: np.ndarray                 # (N, 2) original-image pixels
+    intrinsics: Optional[cam.Intrinsics]
+    normalized: Optional[np.ndarray]      # (N, 2) K^-1 p undistorted, None without intrinsics
+    points3d: Optional[np.ndarray] = None  # (N, 3) left-camera points (NaN: none), stereo only
+
+    def reported_features(self) -> Features:
+        return Features(self.keypoints, self.features.scores, self.features.descriptors, self.size)
+
+
+class Frontend:
+    """SuperPoint + SuperGlue (or NN) frontend for a mono or stereo stream.
+
+    ``config``: a YAML path, a dict or None (see :data:`.config.DEFAULT_CONFIG`);
+    ``backend``: an existing :class:`Backend` (then the config's backend section
+    is ignored, the network-side SuperGlue settings are the backend's own, and
+    the caller closes it).
+
+    ``FrameResult.is_keyframe`` is True when the frame becomes the reference for
+    the frames after it (every good frame with ``pair_with: previous``).
+    """
+
+    def __init__(self, config: ConfigSource = None, backend: Optional[Backend] = None):
+        self.config = load_config(config)
+        self._owns_backend = backend is None
+        self.backend = backend if backend is not None else self._create_backend()
+        self.extractor = SuperPointExtractor(self.backend, self.config["superpoint"])
+        if self.config["matcher"] == "superglue":
+            self.matcher = SuperGlueMatcher(self.backend, self.config["superglue"])
+        else:
+            self.matcher = NearestNeighborMatcher(self.config["nn"])
+        self.preprocessor = Preprocessor(self.config["preprocess"])
+        self._ref: Optional[View] = None
+        self._mode: Optional[str] = None
+
+    def _create_backend(self) -> Backend:
+        b = self.config["backend"]
+        options = dict(b["options"])
+        if b["name"] == "torch" and self.config["matcher"] == "nn":
+            options.setdefault("load_superglue", False)  # NN matching needs no SuperGlue weights
+        return create_backend(b["name"], superpoint_weights=b["superpoint_weights"],
+                              superglue_weights=b["superglue_weights"],
+                              superpoint_config=self.config["superpoint"],
+                              superglue_config=self.config["superglue"],
+                              weights_dir=b["weights_dir"], device=b["device"], **options)
+
+    # ------------------------------------------------------------------ public API
+
+    def reset(self) -> None:
+        """Forget the reference frame: the next frame starts a new pairing."""
+        self._ref = None
+        self._mode = None
+
+    @property
+    def reference(self) -> Optional[View]:
+        return self._ref
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Mono: features of ``frame``, matches and relative pose against the reference."""
+        return self._guarded(frame, lambda timings: self._process(frame, None, timings))
+
+    def process_stereo(self, left: Frame, right: Frame) -> FrameResult:
+        """Stereo: left and right in one batched SuperPoint call, left-right matches
+        triangulated, metric pose of the left camera by PnP against the reference."""
+        return self._guarded(left, lambda timings: self._process(left, right, timings))
+
+    def close(self) -> None:
+        if self._owns_backend:
+            self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _guarded(self, frame: Any, run) -> FrameResult:
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            result = run(timings)
+        except (FrameError, cam.CalibrationError) as exc:
+            result = _flagged(frame, str(exc))
+        except Exception as exc:  # never let one bad frame stop a stream
+            log.exception("frontend failed on frame %s", getattr(frame, "stamp_ns", "?"))
+            result = _flagged(frame, f"internal error: {type(exc).__name__}: {exc}")
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        result.timings_ms = timings
+        if not result.ok:
+            log.warning("frame %s flagged: %s", result.stamp_ns, result.status)
+        return result
+
+    def _prepare(self, frame: Frame) -> tuple[np.ndarray, Optional[cam.Intrinsics]]:
+        """Grayscale image and intrinsics (CameraInfo, else the config's camera, else None)."""
+        if not isinstance(frame, Frame):
+            raise FrameError(f"expected a Frame, got {type(frame).__name__}")
+        gray = to_gray(frame.image, frame.encoding, self.config["preprocess"]["mono16"])
+        height, width = gray.shape
+        info = self._camera_info(frame, width, height)
+        return gray, cam.intrinsics(info, width, height)
+
+    def _camera_info(self, frame: Frame, width: int, height: int) -> Optional[CameraInfo]:
+        if frame.camera_info is not None:
+            return frame.camera_info
+        return cam.camera_info_from_config(self.config["camera"], width, height)
+
+    def _view(self, frame: Frame, prepared: Prepared, features: Features,
+              intr: Optional[cam.Intrinsics]) -> View:
+        keypoints = to_original(features.keypoints, prepared)
+        normalized = None
+        if intr is not None:
+            normalized = normalized_points(features.keypoints, prepared, intr.K, intr.D,
+                                           self.config["preprocess"]["undistort"])
+        return View(int(frame.stamp_ns), str(frame.frame_id), prepared.original_size, features,
+                    keypoints, intr, normalized)
+
+    def _process(self, frame: Frame, right: Optional[Frame], timings: dict[str, float]) -> FrameResult:
+        t = time.perf_counter()
+        warnings: list[str] = []
+        mode = "mono" if right is None else "stereo"
+        gray, intr = self._prepare(frame)
+        calib = None
+        if right is not None:
+            gray_r, _ = self._prepare(right)
+            if gray_r.shape != gray.shape:
+                raise FrameError(f"left {gray.shape[1]}x{gray.shape[0]} and right "
+                                 f"{gray_r.shape[1]}x{gray_r.shape[0]} images differ in size")
+            height, width = gray.shape
+            calib = cam.stereo_calibration(self._camera_info(frame, width, height),
+                                           right.camera_info or self._camera_info(frame, width, height),
+                                           width, height)
+            if calib is not None:
+                intr = calib.left
+            else:
+                warnings.append("no stereo calibration (T_right_left, rectified P or baseline): "
+                                "no triangulation, no metric pose")
+        prepared = self.preprocessor(gray, *(intr.K, intr.D) if intr else (None, None))
+        prepared_r = None
+        if right is not None:
+            r_intr = calib.right if calib else None
+            prepared_r = self.preprocessor(gray_r, *(r_intr.K, r_intr.D) if r_intr else (None, None))
+        timings["preprocess"] = _ms(t)
+
+        t = time.perf_counter()
+        images = [prepared.image] + ([prepared_r.image] if prepared_r is not None else [])
+        features = self.extractor.extract_batch(images)
+        timings["superpoint"] = _ms(t)
+
+        view = self._view(frame, prepared, features[0], intr)
+        right_view = (self._view(right, prepared_r, features[1], calib.right if calib else None)
+                      if right is not None else None)
+
+        reset_reason = None
+        if self._ref is not None and (self._ref.size != view.size or self._mode != mode):
+            reset_reason = (f"resolution changed from {self._ref.size[0]}x{self._ref.size[1]} to "
+                            f"{view.size[0]}x{view.size[1]}" if self._ref.size != view.size
+                            else f"stream changed from {self._mode} to {mode}") + ": pairing reset"
+            warnings.append(reset_reason)
+            log.warning("%s", reset_reason)
+            self.reset()
+        ref = self._ref
+
+        t = time.perf_counter()
+        stereo_matches = None
+        if right_view is not None:
+            stereo_matches = self.matcher(view.features, right_view.features)
+        matches = self.matcher(view.features, ref.features) if ref is not None else None
+        timings["match"] = _ms(t)
+
+        t = time.perf_counter()
+        if right_view is not None and calib is not None:
+            view.points3d = triangulate_stereo(view, right_view, stereo_matches, calib, self.config["pose"])
+        result = FrameResult(stamp_ns=view.stamp_ns, frame_id=view.frame_id, image_size=view.size,
+                             features=view.reported_features(), warnings=warnings)
+        if right_view is not None:
+            result.right_features = right_view.reported_features()
+            result.stereo_matches = stereo_matches
+        if ref is not None:
+            result.ref_stamp_ns, result.ref_frame_id, result.matches = ref.stamp_ns, ref.frame_id, matches
+            if right is None:
+                result.pose = mono_pose(ref, view, matches, self.config["pose"])
+            else:
+                result.pose = stereo_pose(ref, view, matches, self.config["pose"], calib is not None)
+        else:
+            result.pose.status = "no reference frame (first frame or after a reset)"
+        timings["pose"] = _ms(t)
+
+        t = time.perf_counter()
+        idx_cur, idx_ref = (matches.pairs()[:2] if matches is not None
+                            else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        result.metrics, _ = frame_metrics(len(view.features),
+                                          ref.keypoints[idx_ref] if ref is not None else np.zeros((0, 2)),
+                                          view.keypoints[idx_cur], self.config["f_rej_th"],
+                                          self.config["f_ransac_confidence"], result.pose.num_inliers)
+        timings["metrics"] = _ms(t)
+
+        self._update_reference(view, ref, matches, mode, result)
+        if len(view.features) == 0:
+            result.ok, result.status = False, "no keypoints (blank or featureless image)"
+        elif reset_reason is not None:
+            result.ok, result.status = False, reset_reason
+        return result
+
+    def _update_reference(self, view: View, ref: Optional[View], matches: Optional[Matches],
+                          mode: str, result: FrameResult) -> None:
+        """Previous mode: every frame with keypoints becomes the reference. Keyframe
+        mode: only when the share of the keyframe's keypoints still matched falls
+        under ``keyframe_min_tracked``. A frame without keypoints never does."""
+        if len(view.features) == 0:
+            return
+        if ref is not None and self.config["pair_with"] == "keyframe":
+            tracked = matches.num_matches / max(len(ref.features), 1)
+            if tracked >= self.config["keyframe_min_tracked"]:
+                return
+        self._ref = view
+        self._mode = mode
+        result.is_keyframe = True
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+def _flagged(frame: Any, status: str) -> FrameResult:
+    image = getattr(frame, "image", None)
+    shape = getattr(image, "shape", ())
+    size = (int(shape[1]), int(shape[0])) if len(shape) >= 2 else (0, 0)
+    try:
+        stamp = int(getattr(frame, "stamp_ns", 0) or 0)
+    except (TypeError, ValueError):
+        stamp = 0
+    result = FrameResult(stamp_ns=stamp, frame_id=str(getattr(frame, "frame_id", "")),
+                         image_size=size, features=Features.empty(size), ok=False, status=status)
+    result.pose.status = f"no pose: {status}"
+    return result
