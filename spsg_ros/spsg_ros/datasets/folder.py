@@ -1,0 +1,60 @@
+"""A plain folder of images: sorted by name, stamped at a given rate.
+
+Intrinsics come from an optional YAML (see :func:`read_intrinsics_yaml`); a
+``camera.yaml`` / ``intrinsics.yaml`` / ``camera_info.yaml`` beside the images
+is used when present. Without any, a centred pinhole with f = max(w, h) is
+assumed (and logged), which is enough to look at matches but not for poses.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from .base import (DatasetError, Sequence, SequenceFrame, check_size, default_camera_info, image_size,
+                   list_images, load_image, read_intrinsics_yaml, synthesised_stamps)
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_NAMES = ("camera.yaml", "intrinsics.yaml", "camera_info.yaml", "calibration.yaml")
+
+
+class FolderSequence(Sequence):
+    kind = "folder"
+
+    def __init__(self, path: str | Path, *, rate_hz: float = 10.0, intrinsics: Optional[str | Path] = None,
+                 frame_id: str = "camera", stereo: bool = False, **selection):
+        super().__init__(path, **selection)
+        if stereo:
+            raise DatasetError(f"{self.path}: a plain image folder is monocular; --stereo not possible")
+        if not self.path.is_dir():
+            raise DatasetError(f"image folder {self.path} does not exist")
+        self.files = list_images(self.path)
+        self.stamps = synthesised_stamps(len(self.files), rate_hz)
+        width, height = image_size(self.files[0])
+        if intrinsics is None:
+            intrinsics = next((self.path / n for n in CALIBRATION_NAMES if (self.path / n).is_file()), None)
+        if intrinsics is not None:
+            self.camera_info = read_intrinsics_yaml(intrinsics, (width, height))
+            self.intrinsics_source = str(intrinsics)
+        else:
+            log.warning("%s: no intrinsics YAML, assuming f = %d px centred (poses are approximate)",
+                        self.path, max(width, height))
+            self.camera_info = default_camera_info(width, height)
+            self.intrinsics_source = "assumed"
+        self.frame_id = frame_id
+        self.world_frame = "optical"
+
+    def _stamps(self) -> list[int]:
+        return self.stamps
+
+    def _load(self, position: int, index: int) -> SequenceFrame:
+        path = self.files[position]
+        image, encoding, error = load_image(path)
+        frame = SequenceFrame(index=index, stamp_ns=self.stamps[position], image=image, encoding=encoding,
+                              frame_id=self.frame_id, camera_info=self.camera_info, source=str(path),
+                              error=error)
+        mismatch = check_size(self.camera_info, image, str(path)) if error is None else None
+        if mismatch:
+            frame.error, frame.image = mismatch, None
+        return frame
