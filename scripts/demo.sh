@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Main job on a fresh machine: set up .venv, then match two frames of the shared
-# sample sequence and write the keypoints/matches (.npz) and a picture of them.
-# Usage: bash scripts/demo.sh [--weights-dir DIR] [extra match-pair options]
+# Main job on a fresh machine: set up .venv, render a synthetic stereo sequence with
+# known ground truth (TartanAir layout), replay it through the frontend, and write
+# a ROS 2 bag (MCAP), per-frame metrics, a summary and plots.
+# Usage: bash scripts/demo.sh [replay options, e.g. --weights-dir DIR, --matcher nn]
+# Environment: SPSG_DEMO_OUT (default demo_out), SPSG_DEMO_FRAMES (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 . .venv/bin/activate
-SEQ=${SPSG_DEMO_SEQUENCE:-../shared/data/freiburg_sequence}
 OUT=${SPSG_DEMO_OUT:-demo_out}
-mapfile -t frames < <(ls "$SEQ"/*.png | sort | head -2)
-spsg-ros match-pair "${frames[0]}" "${frames[1]}" --resize -1 --max-keypoints 1024 \
-    --out "$OUT/pair.npz" --viz "$OUT/pair.png" "$@"
-echo "results: $OUT/pair.npz (keypoints, descriptors, matches), $OUT/pair.png (picture)"
+FRAMES=${SPSG_DEMO_FRAMES:-20}
+rm -rf "$OUT/synthetic" "$OUT/replay"
+spsg-ros make-synthetic "$OUT/synthetic" --frames "$FRAMES"
+spsg-ros replay "$OUT/synthetic" --stereo --out "$OUT/replay" "$@"
+cat <<MSG
+results in $OUT/replay:
+  results.mcap/   ROS 2 bag (MCAP): keypoints, matches, relative poses, status, match images, trajectory
+  metrics.csv     one row per frame
+  summary.json    means, latency, accuracy against ground truth (AUC@5/10/20, RPE, ATE)
+  plots/          metrics.png latency.png trajectory.png errors.png
+MSG

@@ -11,4 +11,4 @@ python -m pip install -q "torch==${SPSG_TORCH_VERSION:-2.13.0}"
 # compat mode: a path entry, so the source package wins over the ROS package folder
 # of the same name when commands run from the repository root
 python -m pip install -q --config-settings editable_mode=compat \
-    -e "./spsg_ros[torch,export,bags,plots,test]"
+    -e "./spsg_ros[torch,export,openvino,bags,plots,test]"

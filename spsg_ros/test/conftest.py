@@ -72,6 +72,26 @@ def generated_weights(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def decisive_superglue_weights(tmp_path_factory) -> Path:
+    """A random SuperGlue whose final projection is scaled by 20 so that it makes
+    clear-cut assignments (log-assignment ranges ~ -20..0, top-2 margins > 1e-2):
+    matches can then be compared exactly across runtimes, unlike the plain random
+    SuperGlue (near-uniform scores, near-ties) or the shared seed-0 one (raw
+    scores ~4.7e4, so float32 summation order moves the log assignment by ~1e-2)."""
+    torch = pytest.importorskip("torch")
+    from spsg_ros.networks.superglue import SuperGlue
+    torch.manual_seed(0)
+    sg = SuperGlue()
+    with torch.no_grad():
+        sg.bin_score.fill_(1.0)
+        sg.final_proj.weight.mul_(20.0)
+        sg.final_proj.bias.mul_(20.0)
+    path = tmp_path_factory.mktemp("weights_decisive") / "superglue_decisive.pth"
+    torch.save(sg.state_dict(), path)
+    return path
+
+
 def textured_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarray:
     """A uint8 grayscale image with blobs, edges and corners (many keypoints)."""
     import cv2

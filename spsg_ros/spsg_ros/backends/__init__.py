@@ -1,7 +1,7 @@
 """Inference backends behind one interface (see :mod:`.base`)."""
 from .base import Backend, BackendUnavailable, available_backend_names, create_backend, register_backend
 
-_BUILTIN = ("torch_backend",)
+_BUILTIN = ("torch_backend", "onnxruntime_backend", "openvino_backend", "ascend", "auto")
 
 
 def load_builtin_backends() -> None:

@@ -10,6 +10,12 @@ import sys
 COMMAND_MODULES = (
     "match_pair",
     "models",
+    "replay",
+    "to_bag",
+    "evaluate_pairs",
+    "make_synthetic",
+    "export",
+    "bench",
 )
 
 

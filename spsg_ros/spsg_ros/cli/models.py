@@ -19,6 +19,23 @@ def add_parser(sub) -> None:
     c.add_argument("--superglue-weights", default=None)
     c.add_argument("--weights-dir", type=Path, default=None)
     c.set_defaults(func=run_check)
+    i = msub.add_parser(
+        "import", help="convert SuperPoint weights (pytorch-superpoint checkpoint, OpenVINO IR) "
+                       "to an upstream-layout .pth",
+        description="Convert SuperPoint weights to the upstream state-dict layout: a pytorch-superpoint "
+                    "training checkpoint (.pth.tar with model_state_dict; BatchNorm layers are folded "
+                    "into the convolutions) or an OpenVINO IR SuperPoint (.xml + .bin).")
+    i.add_argument("source", type=Path, help="checkpoint (.pth/.pth.tar) or IR (.xml, its .bin beside it)")
+    i.add_argument("-o", "--output", type=Path, default=None,
+                   help="target .pth (default: <weights-dir>/<source name>.pth)")
+    i.add_argument("--weights-dir", type=Path, default=None, help="folder for the default output")
+    i.add_argument("--kind", choices=("auto", "checkpoint", "openvino-ir"), default="auto",
+                   help="source format (default: from the file name)")
+    i.add_argument("--bn-eps", type=float, default=1e-5, help="BatchNorm epsilon (default: %(default)s)")
+    i.add_argument("--trust-pickle", action="store_true",
+                   help="load a checkpoint that holds pickled objects (runs code from the file)")
+    i.add_argument("--force", action="store_true", help="overwrite the output file")
+    i.set_defaults(func=run_import)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -41,4 +58,40 @@ def run_check(args: argparse.Namespace) -> int:
     if args.superglue_weights is not None:
         load_superglue(args.superglue_weights, weights_dir=args.weights_dir)
         print(f"superglue: {resolve_weights(args.superglue_weights, 'superglue', args.weights_dir)} OK")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..networks.convert import import_superpoint, max_dense_difference, save_state_dict
+    from ..networks.weights import default_weights_dir, sha256
+    result = import_superpoint(args.source, args.kind, args.bn_eps, args.trust_pickle)
+    output = args.output
+    if output is None:
+        stem = args.source.name.split(".")[0] if args.source.suffix else args.source.name
+        output = (args.weights_dir or default_weights_dir()) / f"{stem}.pth"
+    path = save_state_dict(result, output, overwrite=args.force)
+    print(f"{result.kind}: {result.source}")
+    for note in result.notes:
+        print(f"  {note}")
+    print(f"superpoint weights (descriptor_dim {result.descriptor_dim}): {path} (sha256 {sha256(path)})")
+    if result.kind == "openvino-ir":
+        try:
+            import openvino as ov
+        except ImportError:
+            print("  (install the openvino package to compare the converted weights with the IR)")
+            return 0
+        compiled = ov.Core().compile_model(str(result.source), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+        def forward(image):
+            out = compiled({compiled.inputs[0]: image})
+            semi = [v for v in out.values() if v.shape[1] == 65]
+            desc = [v for v in out.values() if v.shape[1] != 65]
+            return semi[0], desc[0]
+
+        image = np.random.default_rng(0).random((1, 1, 240, 320), dtype=np.float32)
+        d_semi, d_desc = max_dense_difference(result.state_dict, forward, image)
+        print(f"  check against the IR (OpenVINO CPU, f32, 240x320): max |semi| diff {d_semi:.2e}, "
+              f"max |normalised desc| diff {d_desc:.2e}")
     return 0

@@ -189,3 +189,202 @@ def mutual_matches(scores: torch.Tensor, threshold: float) -> dict[str, torch.Te
     return {"matches0": torch.where(valid0, indices0, indices0.new_tensor(-1)),
             "matches1": torch.where(valid1, indices1, indices1.new_tensor(-1)),
             "matching_scores0": mscores0, "matching_scores1": mscores1}
+
+
+
+
+# ---- masked variant for static-shape export (K slots, validity masks) ----------
+# Additive to the reference above, which stays untouched. Padded slots are
+# excluded from attention and from optimal transport (zero marginal mass; m and n
+# count valid slots), so for valid rows/columns and the dustbins the result equals
+# the reference on the unpadded keypoints, up to float rounding.
+#
+# The computation is arranged for inference engines (ONNX Runtime, TensorRT,
+# OpenVINO, Ascend ATC), with the same mathematics:
+# - both images go through each shared-weight 1x1 convolution together
+#   (concatenated along the points);
+# - q, k, v come from one stacked convolution whose output channels are reordered
+#   so that the 4 heads are contiguous blocks (the reference interleaves them:
+#   channel c -> head c % 4), the inverse order being applied to the merge weights;
+#   the 1/sqrt(head_dim) scale is folded into the q weights (exact: a power of 2);
+# - attention is two batched matmuls, masks are an additive bias;
+# - the merge convolution and the eval-mode BatchNorm are folded (in float64) into
+#   the first convolution of each layer's MLP, which saves a 256x256 matmul per
+#   layer; the 1/sqrt(D) of the score matrix is folded into final_proj (D^-1/4
+#   each side, exact for D = 256);
+# - the log-sum-exps of Sinkhorn are written out (max, exp, sum, log): ONNX
+#   runtimes run that far faster than ReduceLogSumExp.
+
+def normalize_keypoints_sized(kpts: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize_keypoints` with the sizes as a (B, 2) tensor of (W, H)."""
+    size = image_size.to(kpts)[:, None, :]
+    return (kpts - size / 2) / (size.max(dim=-1, keepdim=True).values * 0.7)
+
+
+def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, K) float validity -> additive attention bias (B, 1, 1, K): 0 for valid
+    keys, a large finite negative for padded ones (finite so that fp16 models and
+    the degenerate all-padded case never produce NaN; exp underflows to 0)."""
+    neg = torch.finfo(dtype).min / 2
+    return torch.where(mask > 0.5, torch.zeros((), dtype=dtype),
+                       torch.full((), neg, dtype=dtype))[:, None, None, :]
+
+
+def _head_order(channels: int, heads: int) -> torch.Tensor:
+    """perm[c'] = c: contiguous-head channel c' = h * dim + d holds the reference's
+    interleaved channel c = d * heads + h."""
+    dim = channels // heads
+    return torch.arange(channels).view(dim, heads).t().reshape(-1)
+
+
+class FoldedPropagation(nn.Module):
+    """One :class:`AttentionalPropagation` with its weights rearranged (see above)."""
+
+    def __init__(self, layer: "AttentionalPropagation"):
+        super().__init__()
+        attn = layer.attn
+        heads, dim = attn.num_heads, attn.dim
+        channels = heads * dim
+        dtype = attn.merge.weight.dtype
+        perm = _head_order(channels, heads)
+        scale = 1.0 / dim ** 0.5
+        w = [p.weight.detach().double()[:, :, 0][perm] for p in attn.proj]
+        b = [p.bias.detach().double()[perm] for p in attn.proj]
+        w[0], b[0] = w[0] * scale, b[0] * scale
+        self.register_buffer("qkv_weight", torch.cat(w)[:, :, None].to(dtype))
+        self.register_buffer("qkv_bias", torch.cat(b).to(dtype))
+        conv1, norm, conv2 = layer.mlp[0], layer.mlp[1], layer.mlp[3]
+        w1 = conv1.weight.detach().double()[:, :, 0]
+        w1a, w1b = w1[:, :channels], w1[:, channels:]
+        wm = attn.merge.weight.detach().double()[:, :, 0][:, perm]
+        bm = attn.merge.bias.detach().double()
+        gain = norm.weight.detach().double() / torch.sqrt(norm.running_var.detach().double() + norm.eps)
+        weight1 = torch.cat([w1a, w1b @ wm], dim=1) * gain[:, None]
+        bias1 = (conv1.bias.detach().double() + w1b @ bm - norm.running_mean.detach().double()) * gain \
+            + norm.bias.detach().double()
+        self.register_buffer("mlp_weight1", weight1[:, :, None].to(dtype))
+        self.register_buffer("mlp_bias1", bias1.to(dtype))
+        self.register_buffer("mlp_weight2", conv2.weight.detach().clone())
+        self.register_buffer("mlp_bias2", conv2.bias.detach().clone())
+        self.heads = heads
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               bias: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, N) queries (pre-scaled) on (B, C, M) keys/values, contiguous heads."""
+        b, c = q.shape[0], q.shape[1]
+        dim = c // self.heads
+        q = q.reshape(b, self.heads, dim, -1)
+        k = k.reshape(b, self.heads, dim, -1)
+        v = v.reshape(b, self.heads, dim, -1)
+        logits = torch.matmul(q.transpose(2, 3), k)  # B, h, N, M
+        if bias is not None:
+            logits = logits + bias
+        prob = torch.softmax(logits, dim=-1)
+        return torch.matmul(v, prob.transpose(2, 3)).reshape(b, c, -1)  # B, C, N
+
+    def forward(self, x: torch.Tensor, n0, bias0, bias1, cross: bool) -> torch.Tensor:
+        """x (B, C, N0 + N1): both images' descriptors; returns them updated."""
+        c = x.shape[1]
+        qkv = nn.functional.conv1d(x, self.qkv_weight, self.qkv_bias)
+        q, k, v = qkv[:, :c], qkv[:, c:2 * c], qkv[:, 2 * c:]
+        q0, q1 = q[:, :, :n0], q[:, :, n0:]
+        k0, k1 = k[:, :, :n0], k[:, :, n0:]
+        v0, v1 = v[:, :, :n0], v[:, :, n0:]
+        if cross:
+            m0, m1 = self.attend(q0, k1, v1, bias1), self.attend(q1, k0, v0, bias0)
+        else:
+            m0, m1 = self.attend(q0, k0, v0, bias0), self.attend(q1, k1, v1, bias1)
+        hidden = nn.functional.relu(nn.functional.conv1d(
+            torch.cat([x, torch.cat([m0, m1], dim=2)], dim=1), self.mlp_weight1, self.mlp_bias1))
+        return x + nn.functional.conv1d(hidden, self.mlp_weight2, self.mlp_bias2)
+
+
+def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """log(sum(exp(x))) along ``dim`` via the max (finite in every use below)."""
+    top = x.amax(dim=dim, keepdim=True)
+    return (x - top).exp().sum(dim=dim).log() + top.squeeze(dim)
+
+
+def log_optimal_transport_masked(scores: torch.Tensor, alpha: torch.Tensor, iters: int,
+                                 mask0: torch.Tensor, mask1: torch.Tensor) -> torch.Tensor:
+    """:func:`log_optimal_transport` over the valid slots of padded score matrices.
+
+    ``scores`` (B, M, N) for M, N slots; ``mask0`` (B, M), ``mask1`` (B, N) float,
+    1 for a real keypoint, 0 for a padded slot; at least one valid slot per side.
+    m and n are the valid counts; padded slots get the marginal log(0) = -inf, so
+    they carry no mass and never enter the log-sum-exps of valid rows/columns
+    (the initial column potentials of padded columns are -inf too; the dustbin
+    row/column keeps every log-sum-exp finite). Rows/columns of padded slots come
+    out -inf; the others and the dustbins are the reference's.
+    """
+    b, m, n = scores.shape
+    mask0 = mask0.to(scores)
+    mask1 = mask1.to(scores)
+    ms, ns = mask0.sum(-1), mask1.sum(-1)  # (B,)
+    alpha = alpha.to(scores)
+    bins0 = alpha.expand(b, m, 1)
+    bins1 = alpha.expand(b, 1, n)
+    corner = alpha.expand(b, 1, 1)
+    couplings = torch.cat([torch.cat([scores, bins0], -1), torch.cat([bins1, corner], -1)], 1)
+    couplings_t = couplings.transpose(1, 2).contiguous()  # reduce along the last axis both ways
+    norm = -(ms + ns).log()  # (B,)
+    log_valid0, log_valid1 = mask0.log(), mask1.log()  # 0 valid, -inf padded
+    log_mu = torch.cat([norm[:, None] + log_valid0, (ns.log() + norm)[:, None]], 1)
+    log_nu = torch.cat([norm[:, None] + log_valid1, (ms.log() + norm)[:, None]], 1)
+    u = torch.zeros_like(log_mu)
+    v = torch.cat([log_valid1, torch.zeros_like(ns)[:, None]], 1)
+    for _ in range(iters):
+        u = log_mu - _logsumexp(couplings + v.unsqueeze(1), dim=2)
+        v = log_nu - _logsumexp(couplings_t + u.unsqueeze(1), dim=2)
+    return couplings + u.unsqueeze(2) + v.unsqueeze(1) - norm[:, None, None]
+
+
+class MaskedSuperGlue(nn.Module):
+    """A :class:`SuperGlue` with the static-export signature (the ONNX contract):
+    ``forward(keypoints0, scores0, descriptors0, mask0, image_size0, keypoints1, ...)``
+    -> log assignment (B, K0+1, K1+1), float32 (optimal transport always runs in
+    float32, also when the network is half precision).
+
+    Keypoints (B, K, 2), scores (B, K), descriptors (B, D, K), masks (B, K) float
+    (1 valid, 0 padded; valid slots anywhere), sizes (B, 2) as (W, H). Padded
+    slots are excluded from attention (their keys get a large negative bias) and
+    from optimal transport (see :func:`log_optimal_transport_masked`); their
+    rows/columns are -inf. The GNN weights are rearranged once at construction
+    (see the notes above): build it after loading the weights.
+    """
+
+    def __init__(self, superglue: "SuperGlue"):
+        super().__init__()
+        self.superglue = superglue
+        self.config = superglue.config
+        self.layers = nn.ModuleList([FoldedPropagation(layer) for layer in superglue.gnn.layers])
+        self.cross = [name == "cross" for name in superglue.gnn.names]
+        dim = self.config["descriptor_dim"]
+        quarter = dim ** -0.25
+        proj = superglue.final_proj
+        self.register_buffer("proj_weight", (proj.weight.detach().double() * quarter).to(proj.weight.dtype))
+        self.register_buffer("proj_bias", (proj.bias.detach().double() * quarter).to(proj.bias.dtype))
+
+    def forward(self, keypoints0, scores0, descriptors0, mask0, image_size0,
+                keypoints1, scores1, descriptors1, mask1, image_size1) -> torch.Tensor:
+        model = self.superglue
+        dtype = descriptors0.dtype
+        n0 = keypoints0.shape[1]
+        bias0, bias1 = mask_bias(mask0, dtype), mask_bias(mask1, dtype)
+        kpts = torch.cat([normalize_keypoints_sized(keypoints0, image_size0),
+                          normalize_keypoints_sized(keypoints1, image_size1)], dim=1)
+        scores = torch.cat([scores0, scores1], dim=1)
+        if kpts.dtype != dtype:  # half-precision network: positions normalised in float32 first
+            kpts, scores = kpts.to(dtype), scores.to(dtype)
+        x = torch.cat([descriptors0, descriptors1], dim=2) + model.kenc(kpts, scores)
+        for layer, cross in zip(self.layers, self.cross):
+            x = layer(x, n0, bias0, bias1, cross)
+        mdesc = nn.functional.conv1d(x, self.proj_weight, self.proj_bias)
+        scores = torch.matmul(mdesc[:, :, :n0].transpose(1, 2), mdesc[:, :, n0:])
+        return log_optimal_transport_masked(scores.float(), model.bin_score.float(),
+                                            self.config["sinkhorn_iterations"], mask0, mask1)
+
+
+def superglue_masked_scores(model: "SuperGlue", *inputs: torch.Tensor) -> torch.Tensor:
+    """Log assignment of padded contract inputs (see :class:`MaskedSuperGlue`)."""
+    return MaskedSuperGlue(model).eval()(*inputs)

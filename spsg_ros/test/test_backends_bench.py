@@ -1,0 +1,120 @@
+"""``spsg-ros bench``: stages, statistics, baseline speed-ups, memory, agreement, JSON.
+
+Runs a tiny configuration (small image, small K, two timed runs) so that the
+test checks the mechanics, not the machine's speed.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from spsg_ros.evaluation import benchmark as bm  # noqa: E402
+
+
+def test_bench_cli_table_and_json(tmp_path, generated_weights, capsys):
+    from spsg_ros.cli.main import main
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--sizes", "64x80", "--ks", "24", "--runs", "2", "--warmup", "1",
+               "--superpoint-weights", str(generated_weights["superpoint"]),
+               "--superglue-weights", str(generated_weights["superglue"]),
+               "--sinkhorn-iterations", "10", "--model-cache", str(tmp_path / "cache"),
+               "--backends", "onnxruntime", "onnxruntime:num_slots=24,threads=1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "== 64x80 (HxW), K=24" in text
+    for title in ("pre-proc", "SP net", "post-proc", "SuperGlue", "total pair", "x image", "x SG", "x pair",
+                  "peak MB"):
+        assert title in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("torch-ref", "onnx"))}
+    assert set(rows) >= {"torch-ref", "onnxruntime", "onnxruntime:num_slots=24,threads=1"}
+    assert "1.00x" in rows["torch-ref"]
+    body = json.loads(out.read_text())
+    assert body["settings"]["sizes"] == [[64, 80]] and body["settings"]["ks"] == [24]
+    assert "cpus" in body["environment"] and "onnxruntime" in body["environment"]
+    results = {r["runner"]: r for r in body["results"]}
+    assert set(results) == {"torch-ref", "onnxruntime", "onnxruntime:num_slots=24,threads=1"}
+    for r in results.values():
+        assert r["size"] == [64, 80] and r["k"] == 24
+        assert set(r["stages_ms"]) == set(bm.STAGES)
+        for st in r["stages_ms"].values():
+            assert st["n"] == 2 and 0 <= st["median"] <= st["p90"] <= st["max"]
+        assert r["stages_ms"]["total"]["median"] >= r["stages_ms"]["superglue"]["median"]
+        assert set(r["speedup"]) == {"image", "superpoint", "post", "superglue", "total"}
+        assert r["peak_rss_mb"] is None or r["peak_rss_mb"] > 0
+        assert r["keypoints"] == [24, 24]  # topped up to exactly K
+    assert results["torch-ref"]["speedup"]["total"] == pytest.approx(1.0)
+    onnx = results["onnxruntime"]
+    assert onnx["agreement"]["kp_agree"] == 1.0  # identical keypoints (fp32)
+    assert 0.0 <= onnx["agreement"]["match_agree"] <= 1.0
+    assert onnx["description"]["backend"] == "onnxruntime"
+    assert results["onnxruntime:num_slots=24,threads=1"]["description"]["num_slots"] == 24
+
+
+def test_parse_backend_spec():
+    from spsg_ros.cli.bench import parse_backend_spec
+    assert parse_backend_spec("onnxruntime") == ("onnxruntime", "onnxruntime", {})
+    label, name, opts = parse_backend_spec("onnxruntime:num_slots=512,fp16=true,threads=2,providers=cuda+cpu")
+    assert name == "onnxruntime" and label.startswith("onnxruntime:")
+    assert opts == {"num_slots": 512, "fp16": True, "intra_op_threads": 2, "providers": ["cuda", "cpu"]}
+    assert parse_backend_spec("onnxruntime:providers=cpu")[2] == {"providers": ["cpu"]}
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_backend_spec("onnxruntime:fp16")
+
+
+def test_stats_and_speedup_helpers():
+    st = bm.stats_ms([0.001, 0.002, 0.003, 0.010])
+    assert st["median"] == pytest.approx(2.5) and st["max"] == pytest.approx(10.0)
+    assert st["p90"] == pytest.approx(np.percentile([1, 2, 3, 10], 90))
+    stages = {s: {"median": 1.0} for s in bm.STAGES}
+    assert bm.image_stage_ms(stages) == 3.0
+
+
+def test_agreement_counts_keypoints_and_matches():
+    from spsg_ros.features.types import Features
+    from spsg_ros.matching.types import Matches
+
+    def out(kp0, kp1, m0):
+        f0 = Features(np.asarray(kp0, np.float32), np.ones(len(kp0), np.float32),
+                      np.zeros((4, len(kp0)), np.float32), (10, 10))
+        f1 = Features(np.asarray(kp1, np.float32), np.ones(len(kp1), np.float32),
+                      np.zeros((4, len(kp1)), np.float32), (10, 10))
+        m = Matches(np.asarray(m0), np.full(len(kp1), -1), np.zeros(len(kp0), np.float32),
+                    np.zeros(len(kp1), np.float32))
+        return bm.PairOutput((f0, f1), m)
+
+    ref = out([[1, 1], [2, 2]], [[5, 5], [6, 6]], [0, 1])
+    same_reordered = out([[2, 2], [1, 1]], [[6, 6], [5, 5]], [0, 1])
+    ag = bm.agreement(ref, same_reordered)
+    assert ag["kp_agree"] == 1.0 and ag["match_agree"] == 1.0
+    one_off = out([[1, 1], [3, 3]], [[5, 5], [6, 6]], [0, -1])
+    ag = bm.agreement(ref, one_off)
+    assert ag["kp_agree"] == 0.75 and ag["match_agree"] == 0.5
+
+
+def test_fill_features_tops_up_to_k():
+    from spsg_ros.features.types import Features
+    raw = np.random.default_rng(0).standard_normal((8, 6, 8)).astype(np.float32)
+    f = Features(np.array([[10, 10]], np.float32), np.array([0.5], np.float32),
+                 np.ones((8, 1), np.float32) / np.sqrt(8), (64, 48))
+    g = bm.fill_features(f, 12, raw)
+    assert len(g) == 12 and g.descriptors.shape == (8, 12)
+    assert len({tuple(k) for k in g.keypoints}) == 12
+    np.testing.assert_allclose(np.linalg.norm(g.descriptors, axis=0), 1, atol=1e-5)
+    assert bm.fill_features(g, 5, raw) is g
+
+
+def test_peak_memory_probe():
+    before = bm.peak_rss_mb()
+    if before is None:
+        pytest.skip("no /proc on this system")
+    assert bm.reset_peak_rss() in (True, False)
+    block = np.ones((64, 1024, 1024), np.uint8)  # 64 MB touched
+    assert bm.peak_rss_mb() >= (bm.rss_mb() or 0) - 1
+    del block
