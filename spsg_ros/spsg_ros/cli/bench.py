@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-fill-k", action="store_true",
                    help="run SuperGlue on the detected keypoints only, not topped up to exactly K")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write all results as JSON")
+    p.add_argument("--gap-ms", type=float, default=100.0,
+                   help="idle time before each timed call, so that the previous runner's spinning "
+                        "worker threads settle (default: %(default)s)")
     g = p.add_argument_group("networks")
     g.add_argument("--superpoint-weights", default="superpoint", metavar="PATH")
     g.add_argument("--superglue-weights", default="indoor", metavar="PATH|indoor|outdoor")
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         results = bm.run_benchmark(
             runners, args.sizes, args.ks, args.runs, args.warmup, sp_config, sg_config, args.images,
             fill_k=not args.no_fill_k, baseline=None if args.no_baseline else "torch-ref",
+            gap=args.gap_ms / 1000.0,
             progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     finally:
         for r in runners:
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         settings = {"backends": args.backends, "sizes": args.sizes, "ks": args.ks, "runs": args.runs,
                     "warmup": args.warmup, "images": args.images, "fill_k": not args.no_fill_k,
+                    "gap_ms": args.gap_ms,
                     "superpoint_config": sp_config, "superglue_config": sg_config,
                     "runners": {r.name: r.description for r in runners}}
         print(f"wrote {bm.write_json(args.json, results, settings)}")

@@ -16,7 +16,9 @@ post-processing, so what is timed is what the frontend runs.
 
 Runs are interleaved (run i of every runner before run i + 1 of any), so load
 changes on a shared machine hit all runners alike and the speed-ups, which
-are ratios within one invocation, stay meaningful. Statistics are median, p90
+are ratios within one invocation, stay meaningful; a short idle gap before
+each call keeps one runner's still-spinning worker threads from slowing the
+next one. Statistics are median, p90
 and max over the timed runs after ``warmup`` untimed ones.
 
 SuperGlue gets the top-K keypoints of each image; with ``fill_k`` (default)
@@ -175,7 +177,7 @@ class ReferenceTorchRunner(Runner):
 
     def __init__(self, superpoint_weights, superglue_weights, weights_dir=None, threads: int | None = None):
         import torch
-        from ..networks.weights import load_superglue, load_superpoint
+        from ..networks.weights import load_superpoint
         self.torch = torch
         if threads:
             torch.set_num_threads(int(threads))
@@ -354,10 +356,13 @@ def run_benchmark(runners: Sequence[Runner], sizes: Sequence[tuple[int, int]] = 
                   ks: Sequence[int] = KS, runs: int = 10, warmup: int = 2,
                   sp_config: Mapping[str, Any] | None = None, sg_config: Mapping[str, Any] | None = None,
                   frames: Sequence[str | os.PathLike] | None = None, fill_k: bool = True,
-                  baseline: str | None = "torch-ref",
+                  baseline: str | None = "torch-ref", gap: float = 0.1,
                   progress: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every runner on every (size, K); interleaved runs; speed-ups against
-    ``baseline`` (a runner name) within the same (size, K)."""
+    ``baseline`` (a runner name) within the same (size, K). ``gap`` seconds of
+    idle before each call let the previous runner's worker threads, which
+    busy-wait for a while after their work (OpenMP, ONNX Runtime), go to sleep
+    so that they do not slow the next runner down."""
     from ..features.superpoint_post import superpoint_config
     from ..matching.superglue_post import superglue_config
     results: list[BenchResult] = []
@@ -372,6 +377,8 @@ def run_benchmark(runners: Sequence[Runner], sizes: Sequence[tuple[int, int]] = 
             for i in range(warmup + runs):
                 for runner in runners:
                     gc.collect()
+                    if gap > 0:
+                        time.sleep(gap)
                     reset_peak_rss()
                     t, out = runner.run_pair(images, spc, sgc, int(k), fill_k)
                     peak = peak_rss_mb()
@@ -398,13 +405,10 @@ def run_benchmark(runners: Sequence[Runner], sizes: Sequence[tuple[int, int]] = 
             ref = next((r for r in block if r.runner == baseline), None)
             if ref is not None:
                 for res in block:
-                    res.speedup = {
-                        "image": image_stage_ms(ref.stages) / max(image_stage_ms(res.stages), 1e-9),
-                        "superpoint": ref.stages["superpoint"]["median"] / max(res.stages["superpoint"]["median"], 1e-9),
-                        "post": ref.stages["post"]["median"] / max(res.stages["post"]["median"], 1e-9),
-                        "superglue": ref.stages["superglue"]["median"] / max(res.stages["superglue"]["median"], 1e-9),
-                        "total": ref.stages["total"]["median"] / max(res.stages["total"]["median"], 1e-9),
-                    }
+                    res.speedup = {"image": image_stage_ms(ref.stages) / max(image_stage_ms(res.stages), 1e-9)}
+                    for stage in ("superpoint", "post", "superglue", "total"):
+                        res.speedup[stage] = (ref.stages[stage]["median"]
+                                              / max(res.stages[stage]["median"], 1e-9))
             results.extend(block)
     return results
 

@@ -50,6 +50,8 @@ SUPERGLUE_OUTPUT = "log_assignment"
 SUPERGLUE_OUTPUTS = (SUPERGLUE_OUTPUT,)
 
 DEFAULT_OPSET = 17
+#: bumped whenever the exported graphs change; part of the backends' model-cache keys
+EXPORT_REVISION = 2
 DEFAULT_NUM_SLOTS = 1024
 SIDECAR_FORMAT = "spsg_ros.onnx"
 SIDECAR_VERSION = 1

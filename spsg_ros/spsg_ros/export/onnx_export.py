@@ -69,7 +69,8 @@ def _versions() -> dict[str, str]:
         spsg_version = version("spsg_ros")
     except Exception:  # not installed (source tree on the path)
         spsg_version = "unknown"
-    return {"spsg_ros": spsg_version, "torch": torch.__version__, "onnx": onnx.__version__}
+    return {"spsg_ros": spsg_version, "export_revision": contract.EXPORT_REVISION,
+            "torch": torch.__version__, "onnx": onnx.__version__}
 
 
 def simplify_model(path: Path) -> str:
