@@ -29,7 +29,7 @@ setup(
         # torch is pinned by the installer (see README): a bare 'torch' requirement
         # would pull several GB of CUDA wheels on a CPU machine.
         "torch": ["torch>=2.0"],
-        "export": ["onnx>=1.14", "onnxscript>=0.1"],
+        "export": ["onnx>=1.14", "onnxscript>=0.1", "onnxslim>=0.1"],
         "openvino": ["openvino>=2024.0"],
         "bags": ["rosbags>=0.11"],
         "plots": ["matplotlib>=3.5"],

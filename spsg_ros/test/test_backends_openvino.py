@@ -165,7 +165,7 @@ def test_static_shape_buckets_for_a_dynamic_superglue(exported, torch_backend):
     net = backend.superglue_net
     backend.superglue_net = _Network(backend.core, net.path, "CPU", backend.compile_config, backend.ov,
                                      static_shapes=True)
-    assert backend._slots(17, 40) == 64 and backend._slots(100, 3) == 128 and backend._slots(0, 0) == 64
+    assert backend.superglue_slots(17, 40) == 64 and backend.superglue_slots(100, 3) == 128 and backend.superglue_slots(0, 0) == 64
     f0, f1 = features_pair(torch_backend)
     a, b = f0.subset(np.arange(30)), f1.subset(np.arange(45))
     np.testing.assert_array_equal(backend.superglue(a, b, THRESHOLD).matches0,

@@ -43,11 +43,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
-from ..features.types import Features
-from ..matching.superglue_post import matches_from_log_assignment
 from ..matching.superglue_post import superglue_config as make_superglue_config
-from ..matching.types import Matches
-from .base import Backend, BackendUnavailable, register_backend
+from .base import BackendUnavailable, register_backend
+from .padded_superglue import PaddedSuperGlueBackend
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +321,7 @@ class OMModel:
         self.session.close()
 
 
-class AscendBackend(Backend):
+class AscendBackend(PaddedSuperGlueBackend):
     """SuperPoint (dense) and masked static SuperGlue OM models on an Ascend NPU."""
 
     name = "ascend"
@@ -441,9 +439,12 @@ class AscendBackend(Backend):
                                  f"(WxH); {w}x{h} is not one of them")
 
     # ---- SuperGlue -----------------------------------------------------------------
-    def _slots(self, om: OMModel, n0: int, n1: int) -> int | None:
+    def superglue_slots(self, n0: int, n1: int) -> int | None:
         """K to pad to: the static K, the smallest gear holding both sets (else the
         largest gear), or None (dymshape: exact sizes)."""
+        om = self.superglue_om
+        if om is None:
+            raise BackendUnavailable("this ascend backend has no SuperGlue model (superglue_model=PATH.om)")
         if om.mode == "static":
             return int(next(s for s in om.session.inputs if s.name == "keypoints0").shape[1])
         if om.mode == "dymdims":
@@ -452,31 +453,9 @@ class AscendBackend(Backend):
             return next((k for k in ks if k >= need), ks[-1])
         return None
 
-    def _run_superglue(self, features0: Features, features1: Features):
-        from ..export.static_superglue import superglue_feeds, unpad_log_assignment
-        om = self.superglue_om
-        if om is None:
-            raise BackendUnavailable("this ascend backend has no SuperGlue model (superglue_model=PATH.om)")
-        slots = self._slots(om, len(features0), len(features1))
-        feeds, index0, index1 = superglue_feeds(features0, features1, slots, self.sg_config["descriptor_dim"])
+    def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         k0, k1 = feeds["keypoints0"].shape[1], feeds["keypoints1"].shape[1]
-        out = om.run(feeds, {"log_assignment": [1, k0 + 1, k1 + 1]})["log_assignment"]
-        n0 = len(features0) if index0 is None else len(index0)
-        n1 = len(features1) if index1 is None else len(index1)
-        return unpad_log_assignment(out, n0, n1), index0, index1
-
-    def superglue_log_assignment(self, features0: Features, features1: Features) -> np.ndarray:
-        from ..export.static_superglue import expand_log_assignment
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        return expand_log_assignment(sub, index0, index1, len(features0), len(features1))
-
-    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
-        from ..export.static_superglue import scatter_matches
-        if len(features0) == 0 or len(features1) == 0:
-            return Matches.empty(len(features0), len(features1))
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        return scatter_matches(matches_from_log_assignment(sub, match_threshold), index0, index1,
-                               len(features0), len(features1))
+        return self.superglue_om.run(feeds, {"log_assignment": [1, k0 + 1, k1 + 1]})["log_assignment"]
 
     # ---- info / lifetime ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

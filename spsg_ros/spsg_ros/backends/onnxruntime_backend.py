@@ -50,13 +50,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..export import contract
-from ..export.static_superglue import (expand_log_assignment, scatter_matches, superglue_feeds,
-                                       unpad_log_assignment)
 from ..features.superpoint_post import superpoint_config
-from ..features.types import Features
-from ..matching.superglue_post import matches_from_log_assignment, superglue_config
-from ..matching.types import Matches
-from .base import Backend, BackendUnavailable, register_backend
+from ..matching.superglue_post import superglue_config
+from .base import BackendUnavailable, register_backend
+from .padded_superglue import PaddedSuperGlueBackend
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +206,7 @@ def default_cache_dir() -> Path:
     return Path(env) / "onnx" if env else Path.home() / ".cache" / "spsg_ros" / "onnx"
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     name = "onnxruntime"
 
     def __init__(self, superpoint_weights: Any = "superpoint", superglue_weights: Any = "indoor",
@@ -398,26 +395,13 @@ class OnnxRuntimeBackend(Backend):
             return semis[0], descs[0]
         return np.concatenate(semis), np.concatenate(descs)
 
-    def _run_superglue(self, features0: Features, features1: Features):
+    def superglue_slots(self, n0: int, n1: int) -> int | None:
         if self.sg_session is None:
             raise BackendUnavailable("this onnxruntime backend was built without SuperGlue")
-        feeds, index0, index1 = superglue_feeds(features0, features1, self.sg_slots,
-                                                self.sg_config["descriptor_dim"])
-        n0 = len(features0) if index0 is None else len(index0)
-        n1 = len(features1) if index1 is None else len(index1)
-        la = self.sg_session.run(list(contract.SUPERGLUE_OUTPUTS), feeds)[0]
-        return unpad_log_assignment(la, n0, n1), index0, index1
+        return self.sg_slots
 
-    def superglue_log_assignment(self, features0: Features, features1: Features) -> np.ndarray:
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        return expand_log_assignment(sub, index0, index1, len(features0), len(features1))
-
-    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
-        if len(features0) == 0 or len(features1) == 0:
-            return Matches.empty(len(features0), len(features1))
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        matches = matches_from_log_assignment(sub, match_threshold)
-        return scatter_matches(matches, index0, index1, len(features0), len(features1))
+    def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.sg_session.run(list(contract.SUPERGLUE_OUTPUTS), feeds)[0]
 
     def describe(self) -> dict[str, Any]:
         sp = {f"{k[0]}x{k[1]}" if k else "dynamic": str(p) for k, (_, p) in self._sp_sessions.items()}

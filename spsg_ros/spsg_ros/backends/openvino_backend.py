@@ -38,11 +38,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
-from ..features.types import Features
-from ..matching.superglue_post import matches_from_log_assignment
 from ..matching.superglue_post import superglue_config as make_superglue_config
-from ..matching.types import Matches
-from .base import Backend, BackendUnavailable, register_backend
+from .base import BackendUnavailable, register_backend
+from .padded_superglue import PaddedSuperGlueBackend
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +184,7 @@ class _Network:
             return None
 
 
-class OpenVINOBackend(Backend):
+class OpenVINOBackend(PaddedSuperGlueBackend):
     """SuperPoint dense network and masked SuperGlue through OpenVINO."""
 
     name = "openvino"
@@ -393,36 +391,17 @@ class OpenVINOBackend(Backend):
             descs.append(out["desc"][0])
         return np.stack(semis), np.stack(descs)
 
-    def _slots(self, n0: int, n1: int) -> int | None:
+    def superglue_slots(self, n0: int, n1: int) -> int | None:
+        if self.superglue_net is None:
+            raise BackendUnavailable("this openvino backend was built without SuperGlue")
         if self.num_slots is not None:
             return self.num_slots
-        if self.superglue_net is not None and self.superglue_net.reshape:
+        if self.superglue_net.reshape:
             return max(64, 1 << (max(n0, n1, 1) - 1).bit_length())  # few static shapes
         return None
 
-    def _run_superglue(self, features0: Features, features1: Features):
-        from ..export.static_superglue import superglue_feeds, unpad_log_assignment
-        if self.superglue_net is None:
-            raise BackendUnavailable("this openvino backend was built without SuperGlue")
-        feeds, index0, index1 = superglue_feeds(features0, features1, self._slots(len(features0), len(features1)),
-                                                self.sg_config["descriptor_dim"])
-        n0 = len(features0) if index0 is None else len(index0)
-        n1 = len(features1) if index1 is None else len(index1)
-        out = self.superglue_net(feeds)["log_assignment"]
-        return unpad_log_assignment(out, n0, n1), index0, index1
-
-    def superglue_log_assignment(self, features0: Features, features1: Features) -> np.ndarray:
-        from ..export.static_superglue import expand_log_assignment
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        return expand_log_assignment(sub, index0, index1, len(features0), len(features1))
-
-    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
-        from ..export.static_superglue import scatter_matches
-        if len(features0) == 0 or len(features1) == 0:
-            return Matches.empty(len(features0), len(features1))
-        sub, index0, index1 = self._run_superglue(features0, features1)
-        return scatter_matches(matches_from_log_assignment(sub, match_threshold), index0, index1,
-                               len(features0), len(features1))
+    def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.superglue_net(feeds)["log_assignment"]
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name, "device": self.device,
