@@ -414,6 +414,18 @@ def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
     return replace(info, K=S @ info.K, P=P, width=int(width), height=int(height))
 
 
+def frame_from_file(path, index: int, stamp_ns: int, frame_id: str, camera_info) -> "SequenceFrame":
+    """A SequenceFrame for one image file; a file that cannot be read, or whose size
+    contradicts the calibration, gives a frame with ``error`` set and no image."""
+    image, encoding, error = load_image(path)
+    frame = SequenceFrame(index=index, stamp_ns=stamp_ns, image=image, encoding=encoding,
+                          frame_id=frame_id, camera_info=camera_info, source=str(path), error=error)
+    mismatch = check_size(camera_info, image, str(path)) if error is None else None
+    if mismatch:
+        frame.error, frame.image = mismatch, None
+    return frame
+
+
 def check_size(info: Optional[CameraInfo], image: Optional[np.ndarray], source: str) -> Optional[str]:
     """A warning when an image does not have the calibrated size, else None."""
     if info is None or image is None:

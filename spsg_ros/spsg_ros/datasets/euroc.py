@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ..frontend.types import CameraInfo
-from .base import (DatasetError, Sequence, SequenceFrame, Trajectory, _read_yaml, check_size, load_image,
+from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, Trajectory, _read_yaml, load_image,
                    read_intrinsics_yaml)
 
 log = logging.getLogger(__name__)
@@ -195,13 +195,7 @@ class AslSequence(Sequence):
     def _load(self, position: int, index: int) -> SequenceFrame:
         stamp, name = self.entries[position]
         path = self.mav0 / self.left_name / "data" / name
-        image, encoding, error = load_image(path)
-        frame = SequenceFrame(index=index, stamp_ns=stamp, image=image, encoding=encoding,
-                              frame_id=self.frame_id, camera_info=self.camera_info, source=str(path),
-                              error=error)
-        mismatch = check_size(self.camera_info, image, str(path)) if error is None else None
-        if mismatch:
-            frame.error, frame.image = mismatch, None
+        frame = frame_from_file(path, index, stamp, self.frame_id, self.camera_info)
         if self.stereo and frame.error is None:
             rname = self._right_file(stamp)
             if rname is None:

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .base import (DatasetError, Sequence, SequenceFrame, check_size, default_camera_info, image_size,
-                   list_images, load_image, read_intrinsics_yaml, synthesised_stamps)
+from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, default_camera_info, image_size,
+                   list_images, read_intrinsics_yaml, synthesised_stamps)
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,5 @@ class FolderSequence(Sequence):
 
     def _load(self, position: int, index: int) -> SequenceFrame:
         path = self.files[position]
-        image, encoding, error = load_image(path)
-        frame = SequenceFrame(index=index, stamp_ns=self.stamps[position], image=image, encoding=encoding,
-                              frame_id=self.frame_id, camera_info=self.camera_info, source=str(path),
-                              error=error)
-        mismatch = check_size(self.camera_info, image, str(path)) if error is None else None
-        if mismatch:
-            frame.error, frame.image = mismatch, None
+        frame = frame_from_file(path, index, self.stamps[position], self.frame_id, self.camera_info)
         return frame

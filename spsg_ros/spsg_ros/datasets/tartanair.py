@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (DatasetError, Sequence, SequenceFrame, check_size, image_size, load_image,
+from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, image_size, load_image,
                    matrix_to_quat_xyzw, pinhole_camera_info, pose_matrix, quat_xyzw_to_matrix,
                    read_intrinsics_yaml, scaled_camera_info, synthesised_stamps)
 
@@ -150,13 +150,7 @@ class TartanAirSequence(Sequence):
 
     def _load(self, position: int, index: int) -> SequenceFrame:
         path = self.left_files[position]
-        image, encoding, error = load_image(path)
-        frame = SequenceFrame(index=index, stamp_ns=self.stamps[position], image=image, encoding=encoding,
-                              frame_id=self.frame_id, camera_info=self.camera_info, source=str(path),
-                              error=error)
-        mismatch = check_size(self.camera_info, image, str(path)) if error is None else None
-        if mismatch:
-            frame.error, frame.image = mismatch, None
+        frame = frame_from_file(path, index, self.stamps[position], self.frame_id, self.camera_info)
         if self.stereo and frame.error is None:
             rpath = self.right_files[position]
             right, rencoding, rerror = load_image(rpath)

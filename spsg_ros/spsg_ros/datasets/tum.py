@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (DatasetError, Sequence, SequenceFrame, Trajectory, check_size, image_size, load_image,
+from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, Trajectory, image_size,
                    pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info)
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,7 @@ class TumSequence(Sequence):
     def _load(self, position: int, index: int) -> SequenceFrame:
         stamp, name = self.entries[position]
         path = self.path / name
-        image, encoding, error = load_image(path)
-        frame = SequenceFrame(index=index, stamp_ns=stamp, image=image, encoding=encoding,
-                              frame_id=self.frame_id, camera_info=self.camera_info, source=str(path),
-                              error=error)
-        mismatch = check_size(self.camera_info, image, str(path)) if error is None else None
-        if mismatch:
-            frame.error, frame.image = mismatch, None
+        frame = frame_from_file(path, index, stamp, self.frame_id, self.camera_info)
         if self.gt is not None:
             pose, position_w = self.gt.nearest(stamp, self.max_difference_ns)
             if pose is not None:
