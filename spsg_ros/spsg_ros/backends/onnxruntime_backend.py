@@ -39,8 +39,6 @@ best by score (see :mod:`spsg_ros.export.static_superglue`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -53,6 +51,7 @@ from ..export import contract
 from ..features.superpoint_post import superpoint_config
 from ..matching.superglue_post import superglue_config
 from .base import BackendUnavailable, register_backend
+from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
 
 log = logging.getLogger(__name__)
@@ -201,11 +200,6 @@ def check_providers_available(chain: list[tuple[str, dict]], available: Sequence
     return kept
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("SPSG_ROS_CACHE")
-    return Path(env) / "onnx" if env else Path.home() / ".cache" / "spsg_ros" / "onnx"
-
-
 class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     name = "onnxruntime"
 
@@ -285,55 +279,17 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         return sess, path
 
     def _find_or_export(self, network: str, stems: list[str], export) -> Path:
-        folders = [self.onnx_dir] if self.onnx_dir is not None else []
-        for folder in folders:
-            for stem in stems:
-                candidate = folder / f"{stem}.onnx"
-                if candidate.is_file():
-                    return candidate
-        if self.onnx_dir is not None and not self.export_missing:
-            raise BackendUnavailable(f"no {network} model in {self.onnx_dir} (looked for "
-                                     f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export "
-                                     f"--out {self.onnx_dir}`")
-        folder = self._cache_folder(network)
-        target = folder / f"{stems[0]}.onnx"
-        if target.is_file() and contract.sidecar_path(target).is_file():
-            return target
-        try:
-            from ..export.onnx_export import ExportError
-        except ImportError as exc:  # pragma: no cover
-            raise BackendUnavailable(f"cannot export {network}: {exc}") from exc
-        log.info("exporting %s to %s (once; later runs reuse it)", network, target)
-        # export beside, then move into place (model first, sidecar last), so that a
-        # concurrent process never reads a half-written model
-        tmp = folder / f".tmp-{os.getpid()}-{threading.get_ident()}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        try:
-            export(tmp / target.name)
-            os.replace(tmp / target.name, target)
-            os.replace(contract.sidecar_path(tmp / target.name), contract.sidecar_path(target))
-        except ExportError as exc:
-            raise BackendUnavailable(f"no exported {network} model given and it cannot be exported "
-                                     f"here: {exc}. Pass --onnx-dir with models from `spsg-ros export`") from exc
-        finally:
-            for leftover in tmp.glob("*"):
-                leftover.unlink()
-            tmp.rmdir()
-        return target
-
-    def _cache_folder(self, network: str) -> Path:
-        from ..networks.weights import resolve_weights, sha256
-        path = resolve_weights(self.weights[network], network, self.weights_dir)
-        digest = sha256(path)
-        if network == "superglue":
-            cfg = {k: self.sg_config[k] for k in contract.SUPERGLUE_ARCH_KEYS}
-        else:
-            cfg = {k: self.sp_config[k] for k in contract.SUPERPOINT_ARCH_KEYS}
-        cfg["export_revision"] = contract.EXPORT_REVISION  # new graphs -> new cache entries
-        key = hashlib.sha256((digest + json.dumps(cfg, sort_keys=True)).encode()).hexdigest()[:16]
-        folder = self.cache_dir / f"{network}-{key}"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        if self.onnx_dir is not None:
+            found = find_model(self.onnx_dir, stems)
+            if found is not None:
+                return found
+            if not self.export_missing:
+                raise BackendUnavailable(f"no {network} model in {self.onnx_dir} (looked for "
+                                         f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export "
+                                         f"--out {self.onnx_dir}`")
+        config = self.sg_config if network == "superglue" else self.sp_config
+        folder = cache_folder(self.cache_dir, network, self.weights[network], self.weights_dir, config)
+        return export_once(folder, stems[0], network, export)
 
     def _superpoint_session(self, height: int, width: int):
         size = (width, height)

@@ -27,8 +27,6 @@ lazily.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -40,6 +38,7 @@ import numpy as np
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
 from ..matching.superglue_post import superglue_config as make_superglue_config
 from .base import BackendUnavailable, register_backend
+from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
 
 log = logging.getLogger(__name__)
@@ -268,11 +267,9 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
     def _find_or_export(self, network: str, stems: list[str], export) -> Path:
         """A model from ``onnx_dir``, else exported once into the shared cache."""
         if self.onnx_dir is not None:
-            for stem in stems:
-                for suffix in MODEL_SUFFIXES:
-                    candidate = self.onnx_dir / f"{stem}{suffix}"
-                    if candidate.is_file():
-                        return candidate
+            found = find_model(self.onnx_dir, stems, MODEL_SUFFIXES)
+            if found is not None:
+                return found
             if not self.export_missing:
                 raise BackendUnavailable(f"no {network} model in {self.onnx_dir} (looked for "
                                          f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export "
@@ -280,38 +277,20 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
         if not self.export_missing:
             raise BackendUnavailable(f"the openvino backend needs a {network} model: pass "
                                      f"{network}_model=PATH (.onnx or .xml) or onnx_dir")
-        from ..networks.weights import resolve_weights, sha256
-        weights = resolve_weights(self.weights[network], network, self.weights_dir)
-        if network == "superglue":
-            arch = {k: self.sg_config[k] for k in contract_keys("superglue")}
-        else:
-            arch = {k: self.sp_config[k] for k in contract_keys("superpoint")}
-        key = hashlib.sha256((sha256(weights) + json.dumps(arch, sort_keys=True)).encode()).hexdigest()[:16]
-        folder = (self.cache_dir or _default_cache_dir()) / f"{network}-{key}"
-        target = folder / f"{stems[0]}.onnx"
-        if target.is_file() and target.with_suffix(".json").is_file():
-            return target
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            from ..export.onnx_export import ExportError
-        except ImportError as exc:  # torch/onnx missing
-            raise BackendUnavailable(f"cannot export the {network} model here ({exc}); pass an exported "
-                                     "model or onnx_dir") from exc
-        log.info("exporting %s to %s (once; later runs reuse it)", network, target)
-        try:
-            export(target, weights, arch)
-        except ExportError as exc:
-            raise BackendUnavailable(f"no exported {network} model given and it cannot be exported "
-                                     f"here: {exc}") from exc
-        return target
+        config = self.sg_config if network == "superglue" else self.sp_config
+        folder = cache_folder(self.cache_dir or default_cache_dir(), network, self.weights[network],
+                              self.weights_dir, config)
+        return export_once(folder, stems[0], network, export)
 
-    def _export_superglue(self, target: Path, weights: Path, arch: Mapping[str, Any]) -> None:
+    def _export_superglue(self, target: Path) -> None:
         from ..export.onnx_export import export_superglue
-        export_superglue(target, weights, arch, num_slots=self.requested_slots)
+        export_superglue(target, self.weights["superglue"], self.sg_config, self.weights_dir,
+                         num_slots=self.requested_slots)
 
-    def _export_superpoint(self, target: Path, weights: Path, arch: Mapping[str, Any]) -> None:
+    def _export_superpoint(self, target: Path) -> None:
         from ..export.onnx_export import export_superpoint
-        export_superpoint(target, weights, arch)
+        export_superpoint(target, self.weights["superpoint"],
+                          {"descriptor_dim": self.sp_config["descriptor_dim"]}, self.weights_dir)
 
     def _load_superpoint(self, path: Path) -> _Network:
         from ..export import contract
@@ -426,20 +405,6 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
 def _sg_stem(num_slots: int | None) -> str:
     from ..export import contract
     return contract.superglue_stem(num_slots)
-
-
-def contract_keys(network: str) -> tuple[str, ...]:
-    from ..export import contract
-    return contract.SUPERGLUE_ARCH_KEYS if network == "superglue" else contract.SUPERPOINT_ARCH_KEYS
-
-
-def _default_cache_dir() -> Path:
-    """The onnxruntime backend's export cache, so both reuse the same exports."""
-    try:
-        from .onnxruntime_backend import default_cache_dir
-        return default_cache_dir()
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "spsg_ros" / "onnx"
 
 
 register_backend("openvino", OpenVINOBackend)
