@@ -320,7 +320,7 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
             path = self._sg_explicit
         else:
             k = self.num_slots
-            stems = [contract.superglue_stem(k, self.fp16)]
+            stems = contract.superglue_stems(self.onnx_dir, k, self.fp16)
 
             def export(target: Path):
                 from ..export.onnx_export import export_superglue

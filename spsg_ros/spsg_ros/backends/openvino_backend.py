@@ -38,6 +38,7 @@ import numpy as np
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
 from ..matching.superglue_post import superglue_config as make_superglue_config
 from .base import BackendUnavailable, register_backend
+from ..export import contract
 from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
 
@@ -237,7 +238,8 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
             self._sp_nets[None] = self._load_superpoint(self.onnx_dir / "superpoint_dynamic.onnx")
         if load_superglue:
             if sg_path is None:
-                sg_path = self._find_or_export("superglue", [_sg_stem(num_slots)], self._export_superglue)
+                sg_path = self._find_or_export("superglue", contract.superglue_stems(self.onnx_dir, num_slots),
+                                                 self._export_superglue)
             self.superglue_net = self._load_superglue(sg_path)
 
     # ---- set-up ------------------------------------------------------------
@@ -400,11 +402,6 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
     def close(self) -> None:
         self._sp_nets.clear()
         self.superglue_net = None
-
-
-def _sg_stem(num_slots: int | None) -> str:
-    from ..export import contract
-    return contract.superglue_stem(num_slots)
 
 
 register_backend("openvino", OpenVINOBackend)

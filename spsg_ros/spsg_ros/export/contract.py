@@ -80,6 +80,22 @@ def superglue_stem(num_slots: int | None, fp16: bool = False) -> str:
     return base + ("_fp16" if fp16 else "")
 
 
+def superglue_stems(folder: str | Path | None, num_slots: int | None, fp16: bool = False) -> list[str]:
+    """Model names to look for: the requested one; without a requested K, the
+    dynamic model first, then the static models present in ``folder`` (largest K
+    first), so that a folder from ``spsg-ros export --ks N`` works without naming N."""
+    stems = [superglue_stem(num_slots, fp16)]
+    if num_slots is None and folder is not None and Path(folder).is_dir():
+        suffix = "_fp16" if fp16 else ""
+        found = []
+        for path in Path(folder).glob(f"superglue_k*{suffix}.*"):
+            k = path.stem[len("superglue_k"):len(path.stem) - len(suffix)]
+            if k.isdigit():
+                found.append(int(k))
+        stems += [superglue_stem(k, fp16) for k in sorted(set(found), reverse=True)]
+    return stems
+
+
 def sidecar_path(model_path: str | Path) -> Path:
     """``model.onnx`` (or ``model.om``, ``model.xml``) -> ``model.json``."""
     return Path(model_path).with_suffix(".json")
