@@ -23,13 +23,19 @@ def default_cache_dir() -> Path:
     return Path(env) / "onnx" if env else Path.home() / ".cache" / "spsg_ros" / "onnx"
 
 
-def find_model(folder: Path, stems: Iterable[str], suffixes: Iterable[str] = (".onnx",)) -> Path | None:
-    """The first ``<stem><suffix>`` present in ``folder``."""
+def find_model(folder: Path, stems: Iterable[str], network: str, required: bool,
+               suffixes: Iterable[str] = (".onnx",)) -> Path | None:
+    """The first ``<stem><suffix>`` present in ``folder``; none there is an error
+    when ``required`` (the backend may not export one itself)."""
+    stems = list(stems)
     for stem in stems:
         for suffix in suffixes:
             candidate = folder / f"{stem}{suffix}"
             if candidate.is_file():
                 return candidate
+    if required:
+        raise BackendUnavailable(f"no {network} model in {folder} (looked for "
+                                 f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export --out {folder}`")
     return None
 
 

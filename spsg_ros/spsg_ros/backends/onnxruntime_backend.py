@@ -280,13 +280,9 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
 
     def _find_or_export(self, network: str, stems: list[str], export) -> Path:
         if self.onnx_dir is not None:
-            found = find_model(self.onnx_dir, stems)
+            found = find_model(self.onnx_dir, stems, network, not self.export_missing)
             if found is not None:
                 return found
-            if not self.export_missing:
-                raise BackendUnavailable(f"no {network} model in {self.onnx_dir} (looked for "
-                                         f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export "
-                                         f"--out {self.onnx_dir}`")
         config = self.sg_config if network == "superglue" else self.sp_config
         folder = cache_folder(self.cache_dir, network, self.weights[network], self.weights_dir, config)
         return export_once(folder, stems[0], network, export)

@@ -269,13 +269,9 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
     def _find_or_export(self, network: str, stems: list[str], export) -> Path:
         """A model from ``onnx_dir``, else exported once into the shared cache."""
         if self.onnx_dir is not None:
-            found = find_model(self.onnx_dir, stems, MODEL_SUFFIXES)
+            found = find_model(self.onnx_dir, stems, network, not self.export_missing, MODEL_SUFFIXES)
             if found is not None:
                 return found
-            if not self.export_missing:
-                raise BackendUnavailable(f"no {network} model in {self.onnx_dir} (looked for "
-                                         f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export "
-                                         f"--out {self.onnx_dir}`")
         if not self.export_missing:
             raise BackendUnavailable(f"the openvino backend needs a {network} model: pass "
                                      f"{network}_model=PATH (.onnx or .xml) or onnx_dir")

@@ -44,6 +44,7 @@ import logging
 import os
 import platform
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -158,15 +159,16 @@ class PairOutput:
     matches: Any
 
 
-class Runner:
+class Runner(ABC):
     """Runs the staged pipeline of one backend; ``run_pair`` returns the stage times."""
 
     name = "runner"
     description: dict[str, Any] = {}
     model_mb: float | None = None
 
+    @abstractmethod
     def run_pair(self, images, sp_config, sg_config, k: int, fill_k: bool) -> tuple[dict, PairOutput]:
-        raise NotImplementedError
+        """Time one frame pair through every stage."""
 
     def close(self) -> None:
         pass
