@@ -133,3 +133,23 @@ def test_torch_backend_without_superglue(generated_weights, tmp_path):
     assert backend.superglue_net is None
     with pytest.raises(BackendUnavailable, match="without SuperGlue"):
         backend.superglue(random_features(3, 1), random_features(3, 2), 0.2)
+
+
+def test_torch_fp16_is_a_cuda_option(generated_weights):
+    with pytest.raises(BackendUnavailable, match="fp16 on CUDA devices only"):
+        create_backend("torch", superpoint_weights=generated_weights["superpoint"],
+                       superglue_weights=generated_weights["superglue"], fp16=True)
+
+
+@pytest.mark.hardware
+def test_torch_fp16_on_cuda_agrees_with_fp32(generated_weights, textured):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (torch fp16 runs on CUDA only)")
+    kwargs = dict(superpoint_weights=generated_weights["superpoint"],
+                  superglue_weights=generated_weights["superglue"], device="cuda")
+    fp32, fp16 = create_backend("torch", **kwargs), create_backend("torch", fp16=True, **kwargs)
+    image = textured(240, 320, seed=4)
+    a = SuperPointExtractor(fp32, {"max_keypoints": 256})(image)
+    b = SuperPointExtractor(fp16, {"max_keypoints": 256})(image)
+    common = {tuple(k) for k in a.keypoints} & {tuple(k) for k in b.keypoints}
+    assert len(common) >= 0.9 * len(a)

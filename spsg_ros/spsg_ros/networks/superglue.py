@@ -151,11 +151,18 @@ class SuperGlue(nn.Module):
     def scores(self, kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1) -> torch.Tensor:
         """Log assignment (B, m+1, n+1) for batched keypoints (B, N, 2), scores (B, N),
         descriptors (B, D, N); sizes are (width, height) of each image."""
+        scores = self.similarity(kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1)
+        return self.optimal_transport(scores)
+
+    def similarity(self, kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1) -> torch.Tensor:
+        """The score matrix (B, m, n) before optimal transport."""
         desc0 = desc0 + self.kenc(normalize_keypoints(kpts0, *size0), scores0)
         desc1 = desc1 + self.kenc(normalize_keypoints(kpts1, *size1), scores1)
         desc0, desc1 = self.gnn(desc0, desc1)
         mdesc0, mdesc1 = self.final_proj(desc0), self.final_proj(desc1)
-        scores = torch.einsum("bdn,bdm->bnm", mdesc0, mdesc1) / self.config["descriptor_dim"] ** 0.5
+        return torch.einsum("bdn,bdm->bnm", mdesc0, mdesc1) / self.config["descriptor_dim"] ** 0.5
+
+    def optimal_transport(self, scores: torch.Tensor) -> torch.Tensor:
         return log_optimal_transport(scores, self.bin_score, self.config["sinkhorn_iterations"])
 
     def forward(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
