@@ -20,10 +20,14 @@ Examples::
         camera_info_topic:=/camera/camera_info
     ros2 launch spsg_ros frontend.launch.py mode:=stereo use_sim_time:=true rviz:=true
 
-``params_file`` defaults to ``config/<mode>.yaml``. The backend and topic
-arguments override the params file only when given (empty: keep the file's value).
+``params_file`` defaults to ``config/<mode>.yaml`` of the installed package. The
+backend and topic arguments override the params file only when given (empty:
+keep the file's value).
 """
 
+import os
+
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import OpaqueFunction
@@ -34,9 +38,12 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+PACKAGE = 'spsg_ros'
+
 # Launch arguments passed to the node as parameters of the same name when not empty.
 OVERRIDE_ARGUMENTS = (
-    ('backend', 'inference backend (torch, onnxruntime, ascend ...); empty: params file'),
+    ('backend', 'inference backend (auto, torch, onnxruntime, openvino, ascend); empty: '
+                'params file'),
     ('image_topic', 'mono image topic; empty: params file'),
     ('camera_info_topic', 'mono camera_info topic; empty: params file'),
     ('left_image_topic', 'stereo left image topic; empty: params file'),
@@ -51,33 +58,40 @@ def _is_true(text):
 
 
 def _frontend_node(context):
-    overrides = {'mode': LaunchConfiguration('mode').perform(context),
+    # resolved here, not with substitutions: the default file name depends on 'mode'
+    mode = LaunchConfiguration('mode').perform(context)
+    params_file = LaunchConfiguration('params_file').perform(context)
+    if not params_file:
+        params_file = os.path.join(get_package_share_directory(PACKAGE), 'config',
+                                   f'{mode}.yaml')
+    overrides = {'mode': mode,
                  'use_sim_time': _is_true(LaunchConfiguration('use_sim_time').perform(context))}
     for name, _ in OVERRIDE_ARGUMENTS:
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
     return [Node(
-        package='spsg_ros',
+        package=PACKAGE,
         executable='frontend_node',
         name='frontend_node',
+        namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'), overrides],
+        parameters=[params_file, overrides],
     )]
 
 
 def generate_launch_description():
-    share = FindPackageShare('spsg_ros')
     arguments = [
         DeclareLaunchArgument(
             'mode', default_value='mono', choices=['mono', 'stereo'],
             description='mono: one camera; stereo: synchronised left/right pairs'),
         DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution(
-                [share, 'config', [LaunchConfiguration('mode'), '.yaml']]),
-            description='ROS 2 parameters file of frontend_node (default: config/<mode>.yaml)'),
+            'params_file', default_value='',
+            description='ROS 2 parameters file of frontend_node (empty: config/<mode>.yaml)'),
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='namespace of the node: relative topic names resolve in it'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=['true', 'false'],
             description='use /clock (true when replaying a bag with ros2 bag play --clock)'),
@@ -91,7 +105,7 @@ def generate_launch_description():
         package='rviz2',
         executable='rviz2',
         name='rviz2',
-        arguments=['-d', PathJoinSubstitution([share, 'rviz', 'frontend.rviz'])],
+        arguments=['-d', PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', 'frontend.rviz'])],
         parameters=[{'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
                                                     value_type=bool)}],
         condition=IfCondition(LaunchConfiguration('rviz')),

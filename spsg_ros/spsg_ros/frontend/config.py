@@ -18,7 +18,7 @@ from ..matching.superglue_post import superglue_config
 DEFAULT_CONFIG: dict[str, Any] = {
     # inference backend, passed to spsg_ros.backends.create_backend
     "backend": {
-        "name": "torch",
+        "name": "auto",                       # fastest installed; "torch" is the reference
         "superpoint_weights": "superpoint",   # path or upstream short name
         "superglue_weights": "indoor",        # path, "indoor" or "outdoor"
         "weights_dir": None,

@@ -71,6 +71,7 @@ class Frontend:
         self.preprocessor = Preprocessor(self.config["preprocess"])
         self._ref: Optional[View] = None
         self._mode: Optional[str] = None
+        self._last_stamp_ns: Optional[int] = None  # newest frame seen, to notice time going back
 
     def _create_backend(self) -> Backend:
         b = self.config["backend"]
@@ -191,11 +192,9 @@ class Frontend:
         right_view = (self._view(right, prepared_r, features[1], calib.right if calib else None)
                       if right is not None else None)
 
-        reset_reason = None
-        if self._ref is not None and (self._ref.size != view.size or self._mode != mode):
-            reset_reason = (f"resolution changed from {self._ref.size[0]}x{self._ref.size[1]} to "
-                            f"{view.size[0]}x{view.size[1]}" if self._ref.size != view.size
-                            else f"stream changed from {self._mode} to {mode}") + ": pairing reset"
+        reset_reason = self._reset_reason(view, mode)
+        self._last_stamp_ns = view.stamp_ns
+        if reset_reason is not None:
             warnings.append(reset_reason)
             log.warning("%s", reset_reason)
             self.reset()
@@ -212,7 +211,8 @@ class Frontend:
         if right_view is not None and calib is not None:
             view.points3d = triangulate_stereo(view, right_view, stereo_matches, calib, self.config["pose"])
         result = FrameResult(stamp_ns=view.stamp_ns, frame_id=view.frame_id, image_size=view.size,
-                             features=view.reported_features(), warnings=warnings)
+                             features=view.reported_features(), warnings=warnings,
+                             pairing_reset=reset_reason is not None)
         if right_view is not None:
             result.right_features = right_view.reported_features()
             result.stereo_matches = stereo_matches
@@ -241,6 +241,26 @@ class Frontend:
         elif reset_reason is not None:
             result.ok, result.status = False, reset_reason
         return result
+
+    def _reset_reason(self, view: View, mode: str) -> Optional[str]:
+        """Why the reference cannot pair with ``view`` (None: it can).
+
+        A stamp older than the reference's means the source restarted or looped
+        (a replayed bag): pairing across it would chain two runs together.
+        """
+        ref = self._ref
+        if ref is None:
+            return None
+        if ref.size != view.size:
+            return (f"resolution changed from {ref.size[0]}x{ref.size[1]} to "
+                    f"{view.size[0]}x{view.size[1]}: pairing reset")
+        if self._mode != mode:
+            return f"stream changed from {self._mode} to {mode}: pairing reset"
+        last = self._last_stamp_ns
+        if last is not None and view.stamp_ns < last:
+            return (f"stamp went back by {(last - view.stamp_ns) / 1e9:.3f} s "
+                    "(source restarted or looped): reference, keyframe and trajectory reset")
+        return None
 
     def _update_reference(self, view: View, ref: Optional[View], matches: Optional[Matches],
                           mode: str, result: FrameResult) -> None:

@@ -104,6 +104,7 @@ class FrameResult:
     right_features: Optional[Features] = None   # stereo only
     stereo_matches: Optional[Matches] = None    # stereo only: left -> right
     is_keyframe: bool = False
+    pairing_reset: bool = False                 # the reference was dropped before this frame
     ok: bool = True                             # False: flagged, see status
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)

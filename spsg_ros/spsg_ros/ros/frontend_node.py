@@ -22,6 +22,7 @@ image's stamp and frame id. Parameters are described in
 :mod:`spsg_ros.ros.conversions`.
 """
 
+import signal
 import threading
 import time
 
@@ -36,6 +37,8 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.qos import HistoryPolicy
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -47,6 +50,7 @@ from . import parameters
 from .worker import LatencyStats
 from .worker import LatestFrameWorker
 from .worker import RateMeter
+from .worker import StereoPairing
 
 # Parameters the worker reads on every frame (changeable at runtime).
 _OUTPUT_SETTINGS = ('odom_frame_id', 'odom_child_frame_id', 'publish_tf', 'path_max_length',
@@ -103,12 +107,16 @@ class FrontendNode(Node):
         self._backend_owner = self._frontend
         description = self._frontend.backend.describe()
         self._backend_label = ', '.join(f'{k}={v}' for k, v in description.items())
+        self._log_backend_choice(values['backend'])
         self.get_logger().info(f'{self._mode} frontend ready: {self._backend_label}')
 
         self._latency = LatencyStats(values['latency_window'])
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
         self._bad_inputs = 0
+        self._time_resets = 0
+        self._shutting_down = False
+        self._pairing = StereoPairing(values['sync_slop'], values['sync_queue_size'])
         self._last_status = 'waiting for images'
         self._camera_infos = {}
         self._camera_info_cache = {}
@@ -152,33 +160,56 @@ class FrontendNode(Node):
             self._pub_stereo_matches = self.create_publisher(types.Matches,
                                                              'stereo_matches', qos)
 
+    def _log_backend_choice(self, requested):
+        attempts = getattr(self._frontend.backend, 'auto_attempts', None)
+        if requested == 'auto' and attempts:
+            tried = '; '.join(f'{name}: {reason}' for name, reason in attempts)
+            self.get_logger().info(
+                f'backend auto picked {self._frontend.backend.name} ({tried})')
+
     def _input_qos(self, values):
         choice = values['input_qos']
         if choice == 'sensor_data':
             return qos_profile_sensor_data
         reliability = (ReliabilityPolicy.RELIABLE if choice == 'reliable'
                        else ReliabilityPolicy.BEST_EFFORT)
-        return QoSProfile(depth=5, reliability=reliability)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values['input_depth'],
+                          reliability=reliability)
+
+    def _qos_events(self, topic):
+        """Warn when a publisher's QoS cannot reach the subscription (no data would flow)."""
+        def incompatible(event):
+            self._last_status = (f'{topic}: a publisher offers an incompatible QoS '
+                                 f'({event.last_policy_kind.name}); with a best-effort '
+                                 'camera driver set input_qos:=sensor_data')
+            self.get_logger().warning(self._last_status, throttle_duration_sec=10.0)
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     def _create_subscriptions(self, values):
         qos = self._input_qos(values)
         if self._mode == 'mono':
             self._info_subscription(values['camera_info_topic'], 'mono', qos)
             self._image_sub = self.create_subscription(
-                ImageMsg, values['image_topic'], self._on_image, qos)
+                ImageMsg, values['image_topic'], self._on_image, qos,
+                event_callbacks=self._qos_events(values['image_topic']))
             topics = values['image_topic']
         else:
             self._info_subscription(values['left_camera_info_topic'], 'left', qos)
             self._info_subscription(values['right_camera_info_topic'], 'right', qos)
             # message_filters defaults to a reliable QoS: pass the input QoS explicitly
             self._left_sub = message_filters.Subscriber(
-                self, ImageMsg, values['left_image_topic'], qos_profile=qos)
+                self, ImageMsg, values['left_image_topic'], qos_profile=qos,
+                event_callbacks=self._qos_events(values['left_image_topic']))
             self._right_sub = message_filters.Subscriber(
-                self, ImageMsg, values['right_image_topic'], qos_profile=qos)
+                self, ImageMsg, values['right_image_topic'], qos_profile=qos,
+                event_callbacks=self._qos_events(values['right_image_topic']))
             self._sync = message_filters.ApproximateTimeSynchronizer(
                 [self._left_sub, self._right_sub], values['sync_queue_size'],
                 values['sync_slop'])
             self._sync.registerCallback(self._on_stereo)
+            # registered after the synchroniser's own callbacks: they see each image last
+            self._left_sub.registerCallback(self._on_stereo_image, 0)
+            self._right_sub.registerCallback(self._on_stereo_image, 1)
             topics = f'{values["left_image_topic"]} + {values["right_image_topic"]}'
         self.get_logger().info(f'listening on {topics} ({values["input_qos"]} QoS)')
 
@@ -196,7 +227,19 @@ class FrontendNode(Node):
 
     def _on_stereo(self, left, right):
         self._input_rate.tick()
+        self._pairing.paired(conversions.header_stamp_ns(left),
+                             conversions.header_stamp_ns(right))
         self._worker.submit((time.monotonic(), left, right))
+
+    def _on_stereo_image(self, msg, side):
+        if self._pairing.arrived(side, conversions.header_stamp_ns(msg)):
+            gap = self._pairing.last_gap_ns / 1e6
+            left, right = self._pairing.unpaired
+            self._last_status = (
+                f'stereo images without a partner within sync_slop '
+                f'({self._values["sync_slop"] * 1e3:.1f} ms): {left} left, {right} right; '
+                f'last offset {gap:.1f} ms')
+            self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
 
     def _on_set_parameters(self, changes):
         proposed = dict(self._values)
@@ -233,6 +276,8 @@ class FrontendNode(Node):
             self.get_logger().warning(text)
 
     def _on_worker_error(self, error, item):
+        if self._shutting_down:
+            return
         self._last_status = f'processing failed: {type(error).__name__}: {error}'
         self.get_logger().error(self._last_status, throttle_duration_sec=5.0)
 
@@ -304,12 +349,27 @@ class FrontendNode(Node):
             self._last_status = f'bad input image: {error}'
             self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
             return
+        if result.pairing_reset:
+            self._reset_trajectory(result.status)
         if not result.ok:
             self._last_status = f'frame flagged: {result.status}'
             self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
-        else:
+        elif not self._unpaired_total():
             self._last_status = 'ok'
+        if self._shutting_down:
+            return
         self._publish(result, current, right, received, settings)
+
+    def _unpaired_total(self):
+        return sum(self._pairing.unpaired) if self._mode == 'stereo' else 0
+
+    def _reset_trajectory(self, reason):
+        """Start the odometry, path and match-image views again (the frontend already reset)."""
+        self._time_resets += 1
+        self._trajectory.reset()
+        self._path_poses = []
+        self._views = {}
+        self.get_logger().warning(f'{reason} (reset #{self._time_resets})')
 
     def _rebuild_frontend(self, values):
         try:
@@ -407,7 +467,7 @@ class FrontendNode(Node):
         p50, p90 = self._latency.percentile(50), self._latency.percentile(90)
         if worker.errors and worker.errors == worker.submitted - worker.dropped:
             stat.summary(DiagnosticStatus.ERROR, self._last_status)
-        elif self._last_status not in ('ok', 'waiting for images'):
+        elif self._last_status not in ('ok', 'waiting for images') or self._unpaired_total():
             stat.summary(DiagnosticStatus.WARN, self._last_status)
         else:
             stat.summary(DiagnosticStatus.OK, self._last_status)
@@ -422,14 +482,26 @@ class FrontendNode(Node):
         stat.add('frames dropped', str(worker.dropped))
         stat.add('processing errors', str(worker.errors))
         stat.add('bad input images', str(self._bad_inputs))
+        stat.add('pairing resets', str(self._time_resets))
+        if self._mode == 'stereo':
+            stat.add('stereo pairs', str(self._pairing.pairs))
+            stat.add('unpaired left images', str(self._pairing.unpaired[0]))
+            stat.add('unpaired right images', str(self._pairing.unpaired[1]))
         stat.add('cv_bridge', 'yes' if self._bridge is not None else 'no (built-in conversion)')
         return stat
 
     def destroy_node(self):
-        """Stop the worker and release the backend before the node goes."""
+        """Stop the worker and release the backend before the node goes.
+
+        A frame in progress is not interrupted: the worker thread is a daemon, so
+        waiting is bounded and the process still exits well within launch's
+        SIGINT -> SIGTERM escalation (5 s).
+        """
+        self._shutting_down = True
         worker = getattr(self, '_worker', None)
-        if worker is not None and not worker.stop(timeout=10.0):
-            self.get_logger().warning('worker thread did not stop within 10 s')
+        if worker is not None and not worker.stop(timeout=2.0):
+            self.get_logger().warning('worker still busy with a frame: exiting without it')
+            self._backend_owner = None  # the worker may still be using the backend
         owner = getattr(self, '_backend_owner', None)
         if owner is not None:
             owner.close()
@@ -450,6 +522,9 @@ def main(args=None):
         rclpy.logging.get_logger(parameters.NODE_NAME).fatal(f'{type(error).__name__}: {error}')
         exit_code = 1
     finally:
+        # Ctrl-C in a terminal reaches the node twice (from the terminal and from
+        # ros2 launch): a second interrupt must not break the clean-up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 NODE_NAME = 'frontend_node'
 
@@ -85,7 +85,7 @@ def _p(name, default, description, **kwargs) -> ParameterSpec:
 
 
 MODES = ('mono', 'stereo')
-INPUT_QOS = ('sensor_data', 'reliable', 'best_effort')
+INPUT_QOS = ('reliable', 'sensor_data', 'best_effort')
 OUTPUT_QOS = ('reliable', 'best_effort')
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
@@ -105,9 +105,13 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
        'synchroniser', min_value=1, max_value=1000, read_only=True),
     _p('sync_slop', 0.02, 'stereo: largest stamp difference (s) of a left/right pair',
        min_value=0.0, max_value=1.0, read_only=True),
-    _p('input_qos', 'sensor_data', 'QoS of the image subscriptions (sensor_data = best '
-       'effort, depth 5; receives from reliable and best-effort publishers)',
+    _p('input_qos', 'reliable', 'QoS of the image and camera_info subscriptions: reliable '
+       '(keep last input_depth; loses no image from a reliable publisher, receives nothing '
+       'from a best-effort one), sensor_data (best effort, depth 5: any publisher, may lose '
+       'images in transport) or best_effort (best effort, keep last input_depth)',
        choices=INPUT_QOS, read_only=True),
+    _p('input_depth', 5, 'history depth of the image subscriptions (reliable and best_effort '
+       'input_qos)', min_value=1, max_value=100, read_only=True),
     _p('output_qos', 'reliable', 'QoS reliability of the published topics',
        choices=OUTPUT_QOS, read_only=True),
     _p('output_depth', 10, 'history depth of the published topics', min_value=1,
@@ -126,8 +130,9 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     _p('latency_window', 200, 'frames in the latency percentiles of the diagnostics',
        min_value=10, max_value=100000, read_only=True),
     # --- backend (fixed after start-up) -------------------------------------------------
-    _p('backend', 'torch', 'inference backend (torch, onnxruntime, ascend ...)',
-       read_only=True, config_path=('backend', 'name')),
+    _p('backend', 'auto', 'inference backend: auto (the fastest installed: ascend, then '
+       'onnxruntime, openvino, torch), torch (the bit-exact reference), onnxruntime, '
+       'openvino or ascend', read_only=True, config_path=('backend', 'name')),
     _p('device', 'cpu', 'backend device, e.g. cpu, cuda:0, npu:0', read_only=True,
        config_path=('backend', 'device')),
     _p('superpoint_weights', 'superpoint', 'SuperPoint weights: a path or the upstream '
@@ -182,6 +187,18 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
 )
 
 PARAMETERS_BY_NAME: Dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
+
+# Headings of the parameter file, before the parameter they precede.
+SECTIONS = {'mode': 'inputs', 'odom_frame_id': 'outputs',
+            'backend': 'backend (fixed after start-up)',
+            'max_keypoints': 'frontend (changeable at runtime with ros2 param set; applied from '
+                             'the next frame)'}
+_FILE_TITLES = {
+    'mono': ['Parameters of frontend_node for one camera (ros2 launch spsg_ros '
+             'frontend.launch.py).'],
+    'stereo': ['Parameters of frontend_node for a rectified stereo pair',
+               '(ros2 launch spsg_ros frontend.launch.py mode:=stereo).'],
+}
 
 
 def defaults() -> Dict[str, Any]:
@@ -303,3 +320,40 @@ def read_params_file(path: Union[str, Path], node_name: str = NODE_NAME) -> Dict
     if not found:
         raise ValueError(f'{path}: no "{node_name}: ros__parameters:" section')
     return merged
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(_yaml_scalar(v) for v in value) + ']'
+    return repr(value)
+
+
+def _comment(text: str, indent: str, width: int = 92) -> List[str]:
+    import textwrap
+    return textwrap.wrap(text, width=width, initial_indent=indent + '# ',
+                         subsequent_indent=indent + '# ', break_on_hyphens=False)
+
+
+def params_file_text(mode: str) -> str:
+    """The ROS 2 parameter file of ``mode`` (config/<mode>.yaml), built from the table."""
+    if mode not in MODES:
+        raise ValueError(f'mode {mode!r}: expected one of {", ".join(MODES)}')
+    lines = ['# ' + line for line in _FILE_TITLES[mode]]
+    lines += ['# Every parameter, its default and meaning; ranges are checked at start-up and '
+              'on change.',
+              '# Topic names are relative: they resolve in the node namespace (remap them or',
+              '# set them here).',
+              f'{NODE_NAME}:', '  ros__parameters:']
+    for spec in PARAMETERS:
+        if spec.name in SECTIONS:
+            lines.append(f'    # --- {SECTIONS[spec.name]}')
+        constraints = spec.constraints()
+        text = spec.description + (f' ({constraints})' if constraints else '')
+        lines += _comment(text, '    ')
+        value = mode if spec.name == 'mode' else spec.default
+        lines.append(f'    {spec.name}: {_yaml_scalar(value)}')
+    return '\n'.join(lines) + '\n'

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 import threading
 import time
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -154,33 +154,107 @@ class LatencyStats:
 
 
 class RateMeter:
-    """Events per second over a sliding time window."""
+    """Events per second over the last ``events`` events, at most ``max_age_s`` old.
 
-    def __init__(self, window_s: float = 5.0,
+    Counting events instead of a fixed short window keeps the rate meaningful at
+    low frame rates (0.2 Hz gives 0.2, not 0); once the stream stops for longer
+    than its usual period the rate decays towards 0.
+    """
+
+    def __init__(self, events: int = 20, max_age_s: float = 120.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if window_s <= 0:
-            raise ValueError('window_s must be positive')
-        self._window = float(window_s)
+        if events < 2:
+            raise ValueError('events must be at least 2')
+        if max_age_s <= 0:
+            raise ValueError('max_age_s must be positive')
+        self._max_age = float(max_age_s)
         self._clock = clock
-        self._times: Deque[float] = deque()
+        self._times: Deque[float] = deque(maxlen=int(events))
         self._lock = threading.Lock()
 
     def tick(self) -> None:
         with self._lock:
-            now = self._clock()
-            self._times.append(now)
-            self._trim(now)
+            self._times.append(self._clock())
 
     def rate(self) -> float:
-        """Events per second in the window (0 with fewer than two events)."""
+        """Events per second (0 with fewer than two recent events)."""
         with self._lock:
             now = self._clock()
-            self._trim(now)
-            if len(self._times) < 2:
+            while self._times and now - self._times[0] > self._max_age:
+                self._times.popleft()
+            count = len(self._times)
+            if count < 2:
                 return 0.0
-            span = max(now - self._times[0], self._times[-1] - self._times[0])
-            return (len(self._times) - 1) / span if span > 0 else 0.0
+            first, last = self._times[0], self._times[-1]
+            period = (last - first) / (count - 1)
+            if period <= 0:
+                return 0.0
+            # a silence longer than the usual period counts as part of the span
+            span = (last - first) if now - last <= period else (now - first)
+            return (count - 1) / span
 
-    def _trim(self, now: float) -> None:
-        while self._times and now - self._times[0] > self._window:
-            self._times.popleft()
+
+class StereoPairing:
+    """Counts stereo images that found no partner within ``slop_s`` (no ROS imports).
+
+    The node's approximate-time synchroniser pairs left and right images and
+    silently keeps the others in its queue until they fall out. This watches the
+    same stream: :meth:`arrived` for every image (after the synchroniser saw it),
+    :meth:`paired` for every pair. An image becomes *unpaired* once the other
+    side has moved more than ``slop_s`` past it (in-order streams cannot pair it
+    any more) or more than ``queue_size`` images are waiting on its side.
+    """
+
+    SIDES = ('left', 'right')
+
+    def __init__(self, slop_s: float, queue_size: int) -> None:
+        self._slop_ns = int(round(float(slop_s) * 1e9))
+        self._queue_size = max(1, int(queue_size))
+        self._pending: Tuple[Dict[int, None], ...] = ({}, {})
+        self._paired: Tuple[Dict[int, None], ...] = ({}, {})
+        self._newest: List[Optional[int]] = [None, None]
+        self._lock = threading.Lock()
+        self.pairs = 0
+        self.unpaired = [0, 0]
+        self.last_gap_ns: Optional[int] = None  # last unpaired image to the other side's newest
+
+    def paired(self, left_ns: int, right_ns: int) -> None:
+        with self._lock:
+            self.pairs += 1
+            for side, stamp in enumerate((left_ns, right_ns)):
+                if stamp in self._pending[side]:
+                    del self._pending[side][stamp]
+                else:  # the synchroniser fires before the image's own arrived() call
+                    self._remember(self._paired[side], stamp)
+
+    def arrived(self, side: int, stamp_ns: int) -> int:
+        """Record an image of ``side`` (0 left, 1 right); return how many became unpaired."""
+        with self._lock:
+            if stamp_ns in self._paired[side]:
+                del self._paired[side][stamp_ns]
+            else:
+                self._pending[side][stamp_ns] = None
+            newest = self._newest[side]
+            self._newest[side] = stamp_ns if newest is None else max(newest, stamp_ns)
+            return self._expire(0) + self._expire(1)
+
+    def _expire(self, side: int) -> int:
+        other_newest = self._newest[1 - side]
+        pending = self._pending[side]
+        gone = [stamp for stamp in pending
+                if other_newest is not None and other_newest - stamp > self._slop_ns]
+        overflow = len(pending) - len(gone) - self._queue_size
+        if overflow > 0:
+            gone += sorted(s for s in pending if s not in gone)[:overflow]
+        for stamp in gone:
+            del pending[stamp]
+            self.unpaired[side] += 1
+            if other_newest is not None:
+                self.last_gap_ns = abs(other_newest - stamp)
+        return len(gone)
+
+    @staticmethod
+    def _remember(seen: Dict[int, None], stamp: int, limit: int = 64) -> None:
+        seen[stamp] = None
+        while len(seen) > limit:
+            seen.pop(next(iter(seen)))
