@@ -40,7 +40,6 @@ setup(
     maintainer_email="spsg-ros@example.org",
     description="SuperPoint + SuperGlue visual SLAM frontend for ROS 2 (Ascend, TensorRT, ONNX Runtime, PyTorch)",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "spsg-ros = spsg_ros.cli.main:main",

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Start frontend_node (mono or stereo), optionally with RViz.
+"""
+Start frontend_node (mono or stereo), optionally with RViz.
 
 Examples::
 
@@ -105,7 +106,8 @@ def generate_launch_description():
         package='rviz2',
         executable='rviz2',
         name='rviz2',
-        arguments=['-d', PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', 'frontend.rviz'])],
+        arguments=['-d', PathJoinSubstitution(
+            [FindPackageShare(PACKAGE), 'rviz', 'frontend.rviz'])],
         parameters=[{'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
                                                     value_type=bool)}],
         condition=IfCondition(LaunchConfiguration('rviz')),

@@ -12,32 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_copyright over the ROS-facing files (needs a ROS 2 installation).
+"""ament_copyright over the ROS 2 style files (runs under ROS 2, see conftest.ros_style_files)."""
 
-The ROS node shell, the launch files and the ROS tests follow the ROS 2 style
-(Apache-2.0 header, single quotes, 99 columns); the ROS-free core follows the
-project's own style and is linted by the project's CI, so only these files
-are checked here.
-"""
-
-from pathlib import Path
-
+from conftest import ros_style_files
 import pytest
 
-ament_copyright_main = pytest.importorskip(
-    'ament_copyright.main',
-    reason='ament_copyright not installed: it comes with a ROS 2 installation '
-           '(source /opt/ros/<distro>/setup.bash)')
+try:
+    from ament_copyright.main import main as copyright_main
+except ImportError:
+    copyright_main = None
 
-PACKAGE = Path(__file__).resolve().parents[1]
-ROS_FILES = [PACKAGE / 'spsg_ros' / 'ros', PACKAGE / 'launch'] + sorted(
-    PACKAGE / 'test' / name for name in (
-        'test_copyright.py', 'test_flake8.py', 'test_pep257.py',
-        'test_ros_launch_integration.py'))
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(
+    copyright_main is None, reason='ament_copyright not installed: it comes with ROS 2')]
 
 
 @pytest.mark.copyright
 @pytest.mark.linter
 def test_copyright():
-    rc = ament_copyright_main.main(argv=[str(p) for p in ROS_FILES])
+    rc = copyright_main(argv=[str(p) for p in ros_style_files()])
     assert rc == 0, 'Found errors'

@@ -12,31 +12,23 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_flake8 over the ROS-facing files (needs a ROS 2 installation).
+"""ament_flake8 over the ROS 2 style files (runs under ROS 2, see conftest.ros_style_files)."""
 
-See test_copyright.py for why only the ROS node shell, the launch files and
-the ROS tests are checked.
-"""
-
-from pathlib import Path
-
+from conftest import ros_style_files
 import pytest
 
-ament_flake8_main = pytest.importorskip(
-    'ament_flake8.main',
-    reason='ament_flake8 not installed: it comes with a ROS 2 installation '
-           '(source /opt/ros/<distro>/setup.bash)')
+try:
+    from ament_flake8.main import main_with_errors
+except ImportError:
+    main_with_errors = None
 
-PACKAGE = Path(__file__).resolve().parents[1]
-ROS_FILES = [PACKAGE / 'spsg_ros' / 'ros', PACKAGE / 'launch'] + sorted(
-    PACKAGE / 'test' / name for name in (
-        'test_copyright.py', 'test_flake8.py', 'test_pep257.py',
-        'test_ros_launch_integration.py'))
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(
+    main_with_errors is None, reason='ament_flake8 not installed: it comes with ROS 2')]
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8():
-    rc, errors = ament_flake8_main.main_with_errors(argv=[str(p) for p in ROS_FILES])
+    rc, errors = main_with_errors(argv=[str(p) for p in ros_style_files()])
     assert rc == 0, \
         'Found %d code style errors / warnings:\n' % len(errors) + '\n'.join(errors)

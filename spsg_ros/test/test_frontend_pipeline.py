@@ -198,6 +198,21 @@ def test_black_frame_gives_zero_keypoints_and_keeps_reference(torch_backend, ima
     assert r.ok and r.ref_stamp_ns == 1000
 
 
+def test_stamp_going_back_resets_reference_and_keyframe(torch_backend, images):
+    """A looped or restarted source: the older frame must not pair with the newer reference."""
+    for pair_with in ("previous", "keyframe"):
+        fe = _frontend(torch_backend, pair_with=pair_with)
+        for i in range(3):
+            r = fe.process(_frame(images[i], 10 + i))
+            assert r.ok and not r.pairing_reset
+        r = fe.process(_frame(images[0], 11))  # behind the newest frame (1012), not the keyframe
+        assert not r.ok and r.pairing_reset and "stamp went back by 0.000 s" in r.status
+        assert r.ref_stamp_ns is None and r.matches is None and not r.pose.valid
+        assert r.is_keyframe and len(r.features) > 0
+        r = fe.process(_frame(images[1], 12))
+        assert r.ok and not r.pairing_reset and r.ref_stamp_ns == 1011
+
+
 def test_resolution_change_resets_pairing_with_warning(torch_backend, images):
     fe = _frontend(torch_backend)
     fe.process(_frame(images[0], 0))

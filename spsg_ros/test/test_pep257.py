@@ -12,30 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_pep257 over the ROS-facing files (needs a ROS 2 installation).
+"""ament_pep257 over the ROS 2 style files (runs under ROS 2, see conftest.ros_style_files)."""
 
-See test_copyright.py for why only the ROS node shell, the launch files and
-the ROS tests are checked.
-"""
-
-from pathlib import Path
-
+from conftest import ros_style_files
 import pytest
 
-ament_pep257_main = pytest.importorskip(
-    'ament_pep257.main',
-    reason='ament_pep257 not installed: it comes with a ROS 2 installation '
-           '(source /opt/ros/<distro>/setup.bash)')
+try:
+    from ament_pep257.main import main as pep257_main
+except ImportError:
+    pep257_main = None
 
-PACKAGE = Path(__file__).resolve().parents[1]
-ROS_FILES = [PACKAGE / 'spsg_ros' / 'ros', PACKAGE / 'launch'] + sorted(
-    PACKAGE / 'test' / name for name in (
-        'test_copyright.py', 'test_flake8.py', 'test_pep257.py',
-        'test_ros_launch_integration.py'))
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(
+    pep257_main is None, reason='ament_pep257 not installed: it comes with ROS 2')]
 
 
 @pytest.mark.linter
 @pytest.mark.pep257
 def test_pep257():
-    rc = ament_pep257_main.main(argv=[str(p) for p in ROS_FILES])
+    rc = pep257_main(argv=[str(p) for p in ros_style_files()])
     assert rc == 0, 'Found code style errors / warnings'

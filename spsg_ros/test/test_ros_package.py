@@ -97,7 +97,7 @@ def test_frontend_config_mapping():
     values.update(max_keypoints=500, weights_dir="", superglue_weights="outdoor", resize=[640, 480])
     config = params.frontend_config(values)
     assert config["superpoint"]["max_keypoints"] == 500
-    assert config["backend"]["weights_dir"] is None and config["backend"]["name"] == "torch"
+    assert config["backend"]["weights_dir"] is None and config["backend"]["name"] == "auto"
     assert config["backend"]["superglue_weights"] == "outdoor"
     assert config["preprocess"]["resize"] == [640, 480]
     assert "mode" not in config and "odom_frame_id" not in config
@@ -118,6 +118,14 @@ def test_config_files_hold_every_parameter(mode):
         expected = mode if name == "mode" else spec.default
         assert value == expected, f"{path.name}: {name} = {value!r}, node default {expected!r}"
     assert params.validate_all(values) is None
+
+
+@pytest.mark.parametrize("mode", params.MODES)
+def test_config_files_are_generated_from_the_table(mode):
+    """config/<mode>.yaml is params_file_text(mode), byte for byte (regenerate on change)."""
+    path = PKG / "config" / f"{mode}.yaml"
+    assert path.read_text(encoding="utf-8") == params.params_file_text(mode), \
+        f"{path.name} is out of date: regenerate it with parameters.params_file_text"
 
 
 def test_read_params_file_errors(tmp_path):
@@ -211,7 +219,8 @@ def test_ros_imports_are_declared_in_package_xml():
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 imported.add(node.module.split(".")[0])
-    ros_packages = imported - {"threading", "time", "numpy", "cv2", "spsg_ros"}
+    import sys
+    ros_packages = imported - set(sys.stdlib_module_names) - {"numpy", "cv2", "spsg_ros"}
     assert {"rclpy", "message_filters", "diagnostic_updater", "launch_ros"} <= ros_packages
     missing = ros_packages - declared
     assert not missing, f"package.xml lacks exec_depend on {missing}"

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from spsg_ros.ros.worker import LatencyStats, LatestFrameWorker, RateMeter
+from spsg_ros.ros.worker import LatencyStats, LatestFrameWorker, RateMeter, StereoPairing
 
 
 def test_worker_processes_latest_and_counts_drops():
@@ -142,14 +142,59 @@ def test_latency_percentiles_over_window():
 
 def test_rate_meter_with_fake_clock():
     now = [0.0]
-    meter = RateMeter(window_s=2.0, clock=lambda: now[0])
+    meter = RateMeter(events=20, max_age_s=120.0, clock=lambda: now[0])
     assert meter.rate() == 0.0
     for _ in range(11):                   # 10 intervals of 0.1 s
         meter.tick()
         now[0] += 0.1
     now[0] -= 0.1
     assert meter.rate() == pytest.approx(10.0)
-    now[0] += 5.0                          # input stopped: the window empties
+    now[0] += 5.0                          # input stopped: the rate decays ...
+    assert meter.rate() == pytest.approx(10 / 6.0)
+    now[0] += 200.0                        # ... and is 0 once every event is too old
     assert meter.rate() == 0.0
     with pytest.raises(ValueError):
-        RateMeter(window_s=0)
+        RateMeter(events=1)
+    with pytest.raises(ValueError):
+        RateMeter(max_age_s=0)
+
+
+def test_rate_meter_means_something_at_low_frame_rates():
+    """0.2 frames/s is 0.2 Hz (a 5 s window with two events used to read 0.00 Hz)."""
+    now = [100.0]
+    meter = RateMeter(clock=lambda: now[0])
+    for _ in range(4):
+        meter.tick()
+        now[0] += 5.0
+    now[0] -= 4.0                           # 1 s after the last frame
+    assert meter.rate() == pytest.approx(0.2)
+    now[0] += 2.0                           # still within one period: unchanged
+    assert meter.rate() == pytest.approx(0.2)
+
+
+def test_stereo_pairing_counts_images_without_partner():
+    pairing = StereoPairing(slop_s=0.02, queue_size=10)
+    ms = 1_000_000
+    # pairs 5 ms apart: the synchroniser pairs before each image's arrived() call
+    for t in (0, 100, 200):
+        assert pairing.arrived(0, t * ms) == 0
+        pairing.paired(t * ms, (t + 5) * ms)
+        assert pairing.arrived(1, (t + 5) * ms) == 0
+    assert (pairing.pairs, pairing.unpaired) == (3, [0, 0])
+    # 50 ms apart: the left image is given up once the right side is past it + slop
+    assert pairing.arrived(0, 300 * ms) == 0
+    assert pairing.arrived(1, 350 * ms) == 1
+    assert pairing.unpaired == [1, 0] and pairing.last_gap_ns == 50 * ms
+    # the right one goes when the next left image is past it + slop
+    assert pairing.arrived(0, 400 * ms) == 1
+    assert pairing.unpaired == [1, 1]
+    pairing.paired(400 * ms, 403 * ms)
+    assert pairing.arrived(1, 403 * ms) == 0
+    assert pairing.unpaired == [1, 1] and pairing.pairs == 4
+
+
+def test_stereo_pairing_counts_a_side_that_never_arrives():
+    pairing = StereoPairing(slop_s=0.02, queue_size=3)
+    for t in range(6):                      # left images only: the queue overflows
+        pairing.arrived(0, t * 100_000_000)
+    assert pairing.unpaired == [3, 0]

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""ROS 2 side of spsg_ros: frontend_node and its ROS-free helpers.
+"""
+ROS 2 side of spsg_ros: frontend_node and its ROS-free helpers.
 
 Only :mod:`.frontend_node` imports rclpy; :mod:`.conversions`, :mod:`.parameters`
 and :mod:`.worker` run (and are tested) without ROS 2.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""frontend_node: the ROS 2 shell around :class:`spsg_ros.frontend.pipeline.Frontend`.
+"""
+frontend_node: the ROS 2 shell around :class:`spsg_ros.frontend.pipeline.Frontend`.
 
 Subscriptions only store the newest input and wake the worker thread
 (:class:`~spsg_ros.ros.worker.LatestFrameWorker`); the worker converts the
@@ -22,7 +23,9 @@ image's stamp and frame id. Parameters are described in
 :mod:`spsg_ros.ros.conversions`.
 """
 
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -35,9 +38,9 @@ from rcl_interfaces.msg import IntegerRange
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import HistoryPolicy
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos import QoSProfile
@@ -51,6 +54,12 @@ from .worker import LatencyStats
 from .worker import LatestFrameWorker
 from .worker import RateMeter
 from .worker import StereoPairing
+
+# Diagnostics stay WARN this long after a stereo image found no partner.
+UNPAIRED_WARN_S = 30.0
+
+# On shutdown, wait this long for a frame in progress (launch escalates to SIGTERM at 5 s).
+WORKER_STOP_S = 3.0
 
 # Parameters the worker reads on every frame (changeable at runtime).
 _OUTPUT_SETTINGS = ('odom_frame_id', 'odom_child_frame_id', 'publish_tf', 'path_max_length',
@@ -115,7 +124,9 @@ class FrontendNode(Node):
         self._output_rate = RateMeter()
         self._bad_inputs = 0
         self._time_resets = 0
+        self._last_unpaired = None
         self._shutting_down = False
+        self.worker_abandoned = False
         self._pairing = StereoPairing(values['sync_slop'], values['sync_queue_size'])
         self._last_status = 'waiting for images'
         self._camera_infos = {}
@@ -182,7 +193,7 @@ class FrontendNode(Node):
             self._last_status = (f'{topic}: a publisher offers an incompatible QoS '
                                  f'({event.last_policy_kind.name}); with a best-effort '
                                  'camera driver set input_qos:=sensor_data')
-            self.get_logger().warning(self._last_status, throttle_duration_sec=10.0)
+            self._warn_once(f'qos_{topic}', self._last_status)
         return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     def _create_subscriptions(self, values):
@@ -233,6 +244,7 @@ class FrontendNode(Node):
 
     def _on_stereo_image(self, msg, side):
         if self._pairing.arrived(side, conversions.header_stamp_ns(msg)):
+            self._last_unpaired = time.monotonic()
             gap = self._pairing.last_gap_ns / 1e6
             left, right = self._pairing.unpaired
             self._last_status = (
@@ -354,14 +366,16 @@ class FrontendNode(Node):
         if not result.ok:
             self._last_status = f'frame flagged: {result.status}'
             self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
-        elif not self._unpaired_total():
+        elif not self._unpaired_recently():
             self._last_status = 'ok'
         if self._shutting_down:
             return
         self._publish(result, current, right, received, settings)
 
-    def _unpaired_total(self):
-        return sum(self._pairing.unpaired) if self._mode == 'stereo' else 0
+    def _unpaired_recently(self):
+        """Stereo images went unpaired in the last UNPAIRED_WARN_S seconds."""
+        return (self._last_unpaired is not None
+                and time.monotonic() - self._last_unpaired < UNPAIRED_WARN_S)
 
     def _reset_trajectory(self, reason):
         """Start the odometry, path and match-image views again (the frontend already reset)."""
@@ -422,10 +436,14 @@ class FrontendNode(Node):
             del self._path_poses[:-limit]
             self._pub_path.publish(conversions.path_msg(
                 types, self._path_poses, result.stamp_ns, world))
-        if settings['publish_tf']:
-            if self._tf_broadcaster is None:
+        if settings['publish_tf'] and self._tf_broadcaster is None:
+            try:
                 from tf2_ros import TransformBroadcaster
+            except ImportError as error:
+                self._warn_once('no_tf2', f'publish_tf needs tf2_ros ({error}): no TF published')
+            else:
                 self._tf_broadcaster = TransformBroadcaster(self)
+        if settings['publish_tf'] and self._tf_broadcaster is not None:
             self._tf_broadcaster.sendTransform(conversions.transform_stamped_msg(
                 types, T_world_cur, result.stamp_ns, world, child))
 
@@ -467,7 +485,7 @@ class FrontendNode(Node):
         p50, p90 = self._latency.percentile(50), self._latency.percentile(90)
         if worker.errors and worker.errors == worker.submitted - worker.dropped:
             stat.summary(DiagnosticStatus.ERROR, self._last_status)
-        elif self._last_status not in ('ok', 'waiting for images') or self._unpaired_total():
+        elif self._last_status not in ('ok', 'waiting for images') or self._unpaired_recently():
             stat.summary(DiagnosticStatus.WARN, self._last_status)
         else:
             stat.summary(DiagnosticStatus.OK, self._last_status)
@@ -491,7 +509,8 @@ class FrontendNode(Node):
         return stat
 
     def destroy_node(self):
-        """Stop the worker and release the backend before the node goes.
+        """
+        Stop the worker and release the backend before the node goes.
 
         A frame in progress is not interrupted: the worker thread is a daemon, so
         waiting is bounded and the process still exits well within launch's
@@ -499,9 +518,10 @@ class FrontendNode(Node):
         """
         self._shutting_down = True
         worker = getattr(self, '_worker', None)
-        if worker is not None and not worker.stop(timeout=2.0):
+        if worker is not None and not worker.stop(timeout=WORKER_STOP_S):
             self.get_logger().warning('worker still busy with a frame: exiting without it')
             self._backend_owner = None  # the worker may still be using the backend
+            self.worker_abandoned = True
         owner = getattr(self, '_backend_owner', None)
         if owner is not None:
             owner.close()
@@ -525,9 +545,17 @@ def main(args=None):
         # Ctrl-C in a terminal reaches the node twice (from the terminal and from
         # ros2 launch): a second interrupt must not break the clean-up
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        abandoned = False
         if node is not None:
             node.destroy_node()
+            abandoned = node.worker_abandoned
         rclpy.try_shutdown()
+    if abandoned:
+        # the inference runtime's threads are still busy: running the interpreter's
+        # finalisers under them aborts the process ('terminate called ...', exit 250)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
     return exit_code
 
 

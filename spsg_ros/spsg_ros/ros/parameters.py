@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Parameters of frontend_node: names, defaults, descriptions, ranges (no ROS imports).
+"""
+Parameters of frontend_node: names, defaults, descriptions, ranges (no ROS imports).
 
 The node declares exactly these (with a ParameterDescriptor built from each
 entry) and validates runtime changes with :func:`validate_value`; the tests
@@ -29,11 +30,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 NODE_NAME = 'frontend_node'
+# the node in any namespace (a plain 'frontend_node:' key misses a namespaced node)
+PARAMS_FILE_KEY = '/**/' + NODE_NAME
 
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One node parameter.
+    """
+    One node parameter.
 
     ``min_value``/``max_value`` bound numbers (and every element of an integer
     array); ``choices`` restrict strings; ``read_only`` parameters are fixed
@@ -110,7 +114,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
        'from a best-effort one), sensor_data (best effort, depth 5: any publisher, may lose '
        'images in transport) or best_effort (best effort, keep last input_depth)',
        choices=INPUT_QOS, read_only=True),
-    _p('input_depth', 5, 'history depth of the image subscriptions (reliable and best_effort '
+    _p('input_depth', 10, 'history depth of the image subscriptions (reliable and best_effort '
        'input_qos)', min_value=1, max_value=100, read_only=True),
     _p('output_qos', 'reliable', 'QoS reliability of the published topics',
        choices=OUTPUT_QOS, read_only=True),
@@ -244,7 +248,8 @@ def validate_value(spec: ParameterSpec, value: Any) -> Optional[str]:
 
 
 def frontend_config(values: Mapping[str, Any]) -> Dict[str, Any]:
-    """Build the (unvalidated) frontend configuration dict of parameter ``values``.
+    """
+    Build the (unvalidated) frontend configuration dict of parameter ``values``.
 
     Missing names take their defaults; parameters without a config path are ignored.
     """
@@ -301,9 +306,10 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
 
 
 def read_params_file(path: Union[str, Path], node_name: str = NODE_NAME) -> Dict[str, Any]:
-    """Parameters of ``node_name`` in a ROS 2 params file (``node: ros__parameters: ...``).
+    """
+    Parameters of ``node_name`` in a ROS 2 params file (``node: ros__parameters: ...``).
 
-    Also accepts the wildcard node ``/**``; raises ValueError when the file holds
+    Also accepts the wildcards ``/**`` and ``/**/<node>``; raises ValueError when the file holds
     no parameters for the node.
     """
     import yaml
@@ -312,7 +318,7 @@ def read_params_file(path: Union[str, Path], node_name: str = NODE_NAME) -> Dict
         raise ValueError(f'{path}: expected a mapping of node names')
     merged: Dict[str, Any] = {}
     found = False
-    for key in ('/**', node_name, '/' + node_name):
+    for key in ('/**', '/**/' + node_name, node_name, '/' + node_name):
         section = data.get(key)
         if isinstance(section, Mapping) and isinstance(section.get('ros__parameters'), Mapping):
             merged.update(flatten(section['ros__parameters']))
@@ -339,15 +345,15 @@ def _comment(text: str, indent: str, width: int = 92) -> List[str]:
 
 
 def params_file_text(mode: str) -> str:
-    """The ROS 2 parameter file of ``mode`` (config/<mode>.yaml), built from the table."""
+    """Build the ROS 2 parameter file of ``mode`` (config/<mode>.yaml) from the table."""
     if mode not in MODES:
         raise ValueError(f'mode {mode!r}: expected one of {", ".join(MODES)}')
     lines = ['# ' + line for line in _FILE_TITLES[mode]]
     lines += ['# Every parameter, its default and meaning; ranges are checked at start-up and '
               'on change.',
               '# Topic names are relative: they resolve in the node namespace (remap them or',
-              '# set them here).',
-              f'{NODE_NAME}:', '  ros__parameters:']
+              '# set them here). The /**/ key applies the file to the node in any namespace.',
+              f'{PARAMS_FILE_KEY}:', '  ros__parameters:']
     for spec in PARAMETERS:
         if spec.name in SECTIONS:
             lines.append(f'    # --- {SECTIONS[spec.name]}')

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Latest-frame worker thread and the statistics the node reports (no ROS imports).
+"""
+Latest-frame worker thread and the statistics the node reports (no ROS imports).
 
 Subscription callbacks only hand their message to :meth:`LatestFrameWorker.submit`,
 which never blocks on processing: a frame still waiting when a newer one arrives
@@ -31,7 +32,8 @@ import numpy as np
 
 
 class LatestFrameWorker:
-    """Run ``process(item)`` on a thread, always on the newest submitted item.
+    """
+    Run ``process(item)`` on a thread, always on the newest submitted item.
 
     An exception from ``process`` is counted and passed to ``on_error`` (with the
     item); the thread keeps running.
@@ -154,7 +156,8 @@ class LatencyStats:
 
 
 class RateMeter:
-    """Events per second over the last ``events`` events, at most ``max_age_s`` old.
+    """
+    Events per second over the last ``events`` events, at most ``max_age_s`` old.
 
     Counting events instead of a fixed short window keeps the rate meaningful at
     low frame rates (0.2 Hz gives 0.2, not 0); once the stream stops for longer
@@ -195,7 +198,8 @@ class RateMeter:
 
 
 class StereoPairing:
-    """Counts stereo images that found no partner within ``slop_s`` (no ROS imports).
+    """
+    Counts stereo images that found no partner within ``slop_s`` (no ROS imports).
 
     The node's approximate-time synchroniser pairs left and right images and
     silently keeps the others in its queue until they fall out. This watches the
