@@ -4,13 +4,14 @@
 - the colcon run must have run every test that pytest collects with ``-m ros`` in the
   same environment (listed in --ros-tests), none of them skipped, none failed.
 """
+
 import argparse
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-MIN_ROS_FREE = 300   # the ROS-free suite had 406 tests when this floor was set
-MIN_ROS = 8     # launch tests count one each (their unittest cases run inside)
+MIN_ROS_FREE = 300  # the ROS-free suite had 406 tests when this floor was set
+MIN_ROS = 8  # launch tests count one each (their unittest cases run inside)
 
 
 def cases(path):
@@ -51,16 +52,20 @@ def main():
     problems = []
 
     free = totals(args.ros_free)
-    print(f"ROS-free pytest (.venv): {free['passed']} passed, {free['failure']} failed, "
-          f"{free['error']} errors, {free['skipped']} skipped")
+    print(
+        f"ROS-free pytest (.venv): {free['passed']} passed, {free['failure']} failed, "
+        f"{free['error']} errors, {free['skipped']} skipped"
+    )
     if free["passed"] < MIN_ROS_FREE:
         problems.append(f"ROS-free suite ran {free['passed']} tests, expected >= {MIN_ROS_FREE}")
     if free["failure"] or free["error"]:
         problems.append("ROS-free suite has failures")
 
     colcon = totals(args.colcon)
-    print(f"colcon test (ROS 2 Jazzy): {sum(colcon.values())} tests, {colcon['passed']} passed, "
-          f"{colcon['failure']} failed, {colcon['error']} errors, {colcon['skipped']} skipped")
+    print(
+        f"colcon test (ROS 2 Jazzy): {sum(colcon.values())} tests, {colcon['passed']} passed, "
+        f"{colcon['failure']} failed, {colcon['error']} errors, {colcon['skipped']} skipped"
+    )
     if colcon["failure"] or colcon["error"]:
         problems.append("colcon test has failures")
     expected = [line for line in args.ros_tests.read_text().splitlines() if "::" in line]

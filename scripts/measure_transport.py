@@ -94,29 +94,37 @@ class Stream:
     def label(self, reliability):
         """Row label of the table."""
         kind = 'stereo ' if self.stereo else ''
-        return (f'{self.width}x{self.height} {kind}{self.encoding} {self.rate:g} Hz, '
-                f'{reliability} pub')
+        return (
+            f'{self.width}x{self.height} {kind}{self.encoding} {self.rate:g} Hz, {reliability} pub'
+        )
 
 
 def make_streams(scale, quick, modes=('mono', 'stereo')):
     """Streams to measure (of the node ``modes``); ``scale`` multiplies the frame counts."""
+
     def count(n):
         return max(2, int(round(n * scale)))
+
     if quick:
-        streams = [Stream(640, 480, 'mono8', 15, count(45)),
-                   Stream(1280, 720, 'bgr8', 5, count(20), stereo=True)]
+        streams = [
+            Stream(640, 480, 'mono8', 15, count(45)),
+            Stream(1280, 720, 'bgr8', 5, count(20), stereo=True),
+        ]
     else:
-        streams = [Stream(640, 480, encoding, rate, count(frames))
-                   for encoding in ('mono8', 'bgr8')
-                   for rate, frames in ((1, 10), (5, 30), (15, 45))]
+        streams = [
+            Stream(640, 480, encoding, rate, count(frames))
+            for encoding in ('mono8', 'bgr8')
+            for rate, frames in ((1, 10), (5, 30), (15, 45))
+        ]
         streams.append(Stream(1280, 720, 'bgr8', 5, count(20), stereo=True))
     return [stream for stream in streams if stream.mode in modes]
 
 
 def publisher_qos(reliability):
     """Return the QoS of the probe's image and camera_info publishers."""
-    policy = (ReliabilityPolicy.RELIABLE if reliability == 'reliable'
-              else ReliabilityPolicy.BEST_EFFORT)
+    policy = (
+        ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+    )
     return QoSProfile(depth=PUBLISHER_DEPTH, reliability=policy)
 
 
@@ -124,15 +132,17 @@ def subscriber_qos(input_qos, input_depth):
     """Return the QoS the node subscribes with (mirrors FrontendNode._input_qos)."""
     if input_qos == 'sensor_data':
         return qos_profile_sensor_data
-    policy = (ReliabilityPolicy.RELIABLE if input_qos == 'reliable'
-              else ReliabilityPolicy.BEST_EFFORT)
+    policy = (
+        ReliabilityPolicy.RELIABLE if input_qos == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+    )
     return QoSProfile(depth=input_depth, reliability=policy)
 
 
 def compatible(reliability, input_qos, input_depth):
     """Whether DDS connects this publisher and subscription."""
-    result, _ = qos_check_compatible(publisher_qos(reliability),
-                                     subscriber_qos(input_qos, input_depth))
+    result, _ = qos_check_compatible(
+        publisher_qos(reliability), subscriber_qos(input_qos, input_depth)
+    )
     return result != QoSCompatibility.ERROR
 
 
@@ -144,6 +154,7 @@ def load_pictures(image_dir, count=8):
     pictures = []
     try:
         import cv2
+
         for path in sorted(glob.glob(os.path.join(image_dir, '*.png')))[:count]:
             picture = cv2.imread(path, cv2.IMREAD_COLOR)
             if picture is not None:
@@ -159,6 +170,7 @@ def load_pictures(image_dir, count=8):
 def convert(picture, width, height, encoding, shift=0):
     """Resize a BGR picture, shift it left by ``shift`` pixels, convert to ``encoding``."""
     import cv2
+
     picture = cv2.resize(picture, (width + shift, height), interpolation=cv2.INTER_AREA)
     picture = np.ascontiguousarray(picture[:, shift:])
     if encoding == 'mono8':
@@ -200,14 +212,19 @@ class StreamMessages:
         self.stream = stream
         w, h, enc = stream.width, stream.height, stream.encoding
         if stream.stereo:
-            self.images = [(image_msg(convert(p, w, h, enc), enc, 'left_camera'),
-                            image_msg(convert(p, w, h, enc, shift=24), enc, 'right_camera'))
-                           for p in pictures]
-            self.infos = (camera_info_msg(w, h, 'left_camera'),
-                          camera_info_msg(w, h, 'right_camera', baseline_m=0.1))
+            self.images = [
+                (
+                    image_msg(convert(p, w, h, enc), enc, 'left_camera'),
+                    image_msg(convert(p, w, h, enc, shift=24), enc, 'right_camera'),
+                )
+                for p in pictures
+            ]
+            self.infos = (
+                camera_info_msg(w, h, 'left_camera'),
+                camera_info_msg(w, h, 'right_camera', baseline_m=0.1),
+            )
         else:
-            self.images = [(image_msg(convert(p, w, h, enc), enc, 'camera'),)
-                           for p in pictures]
+            self.images = [(image_msg(convert(p, w, h, enc), enc, 'camera'),) for p in pictures]
             self.infos = (camera_info_msg(w, h, 'camera'),)
 
 
@@ -223,8 +240,9 @@ class Probe:
         self._diagnostics = None
         self._diagnostics_time = 0.0
         self.incompatible_events = 0
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
-                                      QoSProfile(depth=10))
+        self.node.create_subscription(
+            DiagnosticArray, '/diagnostics', self._on_diagnostics, QoSProfile(depth=10)
+        )
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -263,9 +281,13 @@ class Probe:
         """Create (image, camera_info) publishers for each (image, info) topic pair."""
         qos = publisher_qos(reliability)
         callbacks = PublisherEventCallbacks(incompatible_qos=self._on_incompatible)
-        return [(self.node.create_publisher(Image, image, qos, event_callbacks=callbacks),
-                 self.node.create_publisher(CameraInfo, info, qos, event_callbacks=callbacks))
-                for image, info in topics]
+        return [
+            (
+                self.node.create_publisher(Image, image, qos, event_callbacks=callbacks),
+                self.node.create_publisher(CameraInfo, info, qos, event_callbacks=callbacks),
+            )
+            for image, info in topics
+        ]
 
     def destroy_publishers(self, publishers):
         """Destroy publishers made by :meth:`publishers`."""
@@ -275,8 +297,10 @@ class Probe:
 
     def has_subscriber(self, topic):
         """Whether the frontend node subscribes ``topic`` (any QoS)."""
-        return any(info.node_name == NODE_NAME
-                   for info in self.node.get_subscriptions_info_by_topic(topic))
+        return any(
+            info.node_name == NODE_NAME
+            for info in self.node.get_subscriptions_info_by_topic(topic)
+        )
 
     def publish(self, publishers, messages, stream):
         """Publish ``stream.frames`` images (pairs) at ``stream.rate``; return the count."""
@@ -308,8 +332,10 @@ class Probe:
 def topics_of(mode):
     """(image, camera_info) topics the node subscribes in ``mode``."""
     if mode == 'stereo':
-        return [(f'{NAMESPACE}/left/image_raw', f'{NAMESPACE}/left/camera_info'),
-                (f'{NAMESPACE}/right/image_raw', f'{NAMESPACE}/right/camera_info')]
+        return [
+            (f'{NAMESPACE}/left/image_raw', f'{NAMESPACE}/left/camera_info'),
+            (f'{NAMESPACE}/right/image_raw', f'{NAMESPACE}/right/camera_info'),
+        ]
     return [(f'{NAMESPACE}/image_raw', f'{NAMESPACE}/camera_info')]
 
 
@@ -318,21 +344,44 @@ class FrontendProcess:
 
     def __init__(self, mode, input_qos, input_depth, weights_dir, log_file):
         topics = topics_of(mode)
-        args = ['-p', f'mode:={mode}', '-p', f'input_qos:={input_qos}',
-                '-p', f'input_depth:={input_depth}', '-p', f'weights_dir:={weights_dir}']
+        args = [
+            '-p',
+            f'mode:={mode}',
+            '-p',
+            f'input_qos:={input_qos}',
+            '-p',
+            f'input_depth:={input_depth}',
+            '-p',
+            f'weights_dir:={weights_dir}',
+        ]
         if mode == 'stereo':
-            args += ['-p', f'left_image_topic:={topics[0][0]}',
-                     '-p', f'left_camera_info_topic:={topics[0][1]}',
-                     '-p', f'right_image_topic:={topics[1][0]}',
-                     '-p', f'right_camera_info_topic:={topics[1][1]}']
+            args += [
+                '-p',
+                f'left_image_topic:={topics[0][0]}',
+                '-p',
+                f'left_camera_info_topic:={topics[0][1]}',
+                '-p',
+                f'right_image_topic:={topics[1][0]}',
+                '-p',
+                f'right_camera_info_topic:={topics[1][1]}',
+            ]
         else:
-            args += ['-p', f'image_topic:={topics[0][0]}',
-                     '-p', f'camera_info_topic:={topics[0][1]}']
+            args += [
+                '-p',
+                f'image_topic:={topics[0][0]}',
+                '-p',
+                f'camera_info_topic:={topics[0][1]}',
+            ]
         self.command = ['ros2', 'run', 'spsg_ros', 'frontend_node', '--ros-args'] + args
         log_file.write(f'\n===== {" ".join(self.command)}\n')
         log_file.flush()
-        self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def running(self):
         """Whether the process is still alive."""
@@ -340,8 +389,7 @@ class FrontendProcess:
 
     def stop(self, timeout=15.0):
         """SIGINT to the process group, then SIGTERM and SIGKILL if needed; return the code."""
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0),
-                          (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             if self.process.poll() is not None:
                 break
             try:
@@ -391,8 +439,9 @@ def wait_for_match(publishers, expect, timeout=5.0):
 class Result:
     """Published and received counts of one stream with one subscriber setting."""
 
-    def __init__(self, published, received, compatible, incompatible_events,
-                 unpaired=None, matched=True):
+    def __init__(
+        self, published, received, compatible, incompatible_events, unpaired=None, matched=True
+    ):
         self.published = published
         self.received = received
         self.compatible = compatible
@@ -419,21 +468,25 @@ def counts(diagnostics, stereo):
     received = int(diagnostics['frames received'])
     if not stereo:
         return received, None
-    return received, (int(diagnostics.get('unpaired left images', 0)),
-                      int(diagnostics.get('unpaired right images', 0)))
+    return received, (
+        int(diagnostics.get('unpaired left images', 0)),
+        int(diagnostics.get('unpaired right images', 0)),
+    )
 
 
 def measure_node(probe, subscriber, mode, streams, prepared, args, log_file, results):
     """Start the node for one subscriber setting and mode, measure its streams, stop it."""
     label, input_qos, input_depth = subscriber
-    print(f'[{elapsed()}] start frontend_node: {mode}, input_qos {input_qos}, '
-          f'input_depth {input_depth}', flush=True)
+    print(
+        f'[{elapsed()}] start frontend_node: {mode}, input_qos {input_qos}, '
+        f'input_depth {input_depth}',
+        flush=True,
+    )
     frontend = FrontendProcess(mode, input_qos, input_depth, args.weights_dir, log_file)
     try:
         started = time.monotonic()
         wait_for_node(probe, frontend, mode, args.startup_timeout)
-        print(f'[{elapsed()}]   node ready after {time.monotonic() - started:.1f} s',
-              flush=True)
+        print(f'[{elapsed()}]   node ready after {time.monotonic() - started:.1f} s', flush=True)
         for reliability in PUBLISHER_RELIABILITIES:
             expect = compatible(reliability, input_qos, input_depth)
             publishers = probe.publishers(topics_of(mode), reliability)
@@ -441,7 +494,8 @@ def measure_node(probe, subscriber, mode, streams, prepared, args, log_file, res
                 matched = wait_for_match(publishers, expect)
                 for stream in streams:
                     results[(stream.label(reliability), label)] = measure_stream(
-                        probe, publishers, prepared[id(stream)], expect, matched, args)
+                        probe, publishers, prepared[id(stream)], expect, matched, args
+                    )
             finally:
                 probe.destroy_publishers(publishers)
     finally:
@@ -464,8 +518,10 @@ def measure_stream(probe, publishers, messages, expect, matched, args):
     with probe._lock:
         events = probe.incompatible_events - events_before
     result = Result(published, after - before, expect, events, unpaired, matched)
-    print(f'[{elapsed()}]   {stream.label(publishers_reliability(publishers))}: '
-          f'{result.cell()}', flush=True)
+    print(
+        f'[{elapsed()}]   {stream.label(publishers_reliability(publishers))}: {result.cell()}',
+        flush=True,
+    )
     return result
 
 
@@ -491,8 +547,10 @@ def table(streams, results, settings):
     for stream in streams:
         for reliability in PUBLISHER_RELIABILITIES:
             row = stream.label(reliability)
-            cells = [results[(row, s[0])].cell() if (row, s[0]) in results else 'not run'
-                     for s in settings]
+            cells = [
+                results[(row, s[0])].cell() if (row, s[0]) in results else 'not run'
+                for s in settings
+            ]
             lines.append('| ' + ' | '.join([row] + cells) + ' |')
     return '\n'.join(lines)
 
@@ -500,24 +558,47 @@ def table(streams, results, settings):
 def parse_args(argv):
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--weights-dir',
-                        default=os.path.normpath(os.path.join(REPO, '..', 'shared', 'weights')),
-                        help='weights_dir of the node (default: ../shared/weights of the repo)')
-    parser.add_argument('--image-dir', default=os.path.normpath(
-        os.path.join(REPO, '..', 'shared', 'data', 'freiburg_sequence')),
-        help='PNG pictures to publish (random noise when there are none)')
-    parser.add_argument('--frames-scale', type=float, default=1.0,
-                        help='multiply the number of frames per stream (at least 2)')
-    parser.add_argument('--settle', type=float, default=3.0,
-                        help='seconds to wait after each stream before reading diagnostics')
-    parser.add_argument('--startup-timeout', type=float, default=180.0,
-                        help='seconds to wait for the node to subscribe')
-    parser.add_argument('--quick', action='store_true',
-                        help='smoke run: one mono and the stereo stream, few frames')
-    parser.add_argument('--modes', default='mono,stereo',
-                        help='node modes to measure (default: mono,stereo)')
-    parser.add_argument('--reliable-depths', default='10,1',
-                        help='input_depth values of the reliable node settings (default: 10,1)')
+    parser.add_argument(
+        '--weights-dir',
+        default=os.path.normpath(os.path.join(REPO, '..', 'shared', 'weights')),
+        help='weights_dir of the node (default: ../shared/weights of the repo)',
+    )
+    parser.add_argument(
+        '--image-dir',
+        default=os.path.normpath(os.path.join(REPO, '..', 'shared', 'data', 'freiburg_sequence')),
+        help='PNG pictures to publish (random noise when there are none)',
+    )
+    parser.add_argument(
+        '--frames-scale',
+        type=float,
+        default=1.0,
+        help='multiply the number of frames per stream (at least 2)',
+    )
+    parser.add_argument(
+        '--settle',
+        type=float,
+        default=3.0,
+        help='seconds to wait after each stream before reading diagnostics',
+    )
+    parser.add_argument(
+        '--startup-timeout',
+        type=float,
+        default=180.0,
+        help='seconds to wait for the node to subscribe',
+    )
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='smoke run: one mono and the stereo stream, few frames',
+    )
+    parser.add_argument(
+        '--modes', default='mono,stereo', help='node modes to measure (default: mono,stereo)'
+    )
+    parser.add_argument(
+        '--reliable-depths',
+        default='10,1',
+        help='input_depth values of the reliable node settings (default: 10,1)',
+    )
     parser.add_argument('--out', help='also write the markdown table to this file')
     parser.add_argument('--node-log', help='node output (default: a temporary file)')
     args = parser.parse_args(argv)
@@ -536,8 +617,9 @@ def main(argv=None):
     if log_path := args.node_log:
         log_file = open(log_path, 'w')
     else:
-        log_file = tempfile.NamedTemporaryFile('w', prefix='measure_transport_',
-                                               suffix='.log', delete=False)
+        log_file = tempfile.NamedTemporaryFile(
+            'w', prefix='measure_transport_', suffix='.log', delete=False
+        )
         log_path = log_file.name
     load_before = os.getloadavg()
     print(f'ROS_DOMAIN_ID {domain}, node log {log_path}', flush=True)
@@ -553,8 +635,9 @@ def main(argv=None):
             for mode in ('mono', 'stereo'):
                 selected = [s for s in streams if s.mode == mode]
                 if selected:
-                    measure_node(probe, subscriber, mode, selected, prepared, args, log_file,
-                                 results)
+                    measure_node(
+                        probe, subscriber, mode, selected, prepared, args, log_file, results
+                    )
     except KeyboardInterrupt:
         interrupted = True
         print('interrupted: partial table', flush=True)
@@ -564,21 +647,23 @@ def main(argv=None):
         log_file.close()
     total = time.monotonic() - _START
     load_after = os.getloadavg()
-    text = '\n'.join([
-        f'Transport of camera images to frontend_node ({rmw}, ROS_DOMAIN_ID {domain}, '
-        f'{datetime.datetime.now().isoformat(timespec="seconds")}).',
-        '',
-        'Cells: frames received by the node (its `frames received` diagnostic: images, or '
-        'synchronised stereo pairs, reaching its subscription callbacks) / frames published; '
-        f'publishers keep last {PUBLISHER_DEPTH}; `incompatible`: best-effort publisher and '
-        'reliable subscription, DDS delivers nothing.',
-        '',
-        table(streams, results, settings),
-        '',
-        f'Run time {total / 60:.1f} min on {os.cpu_count()} CPUs; load average '
-        f'{load_before[0]:.2f} before, {load_after[0]:.2f} after. Command: '
-        f'`{" ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:]))}`',
-    ])
+    text = '\n'.join(
+        [
+            f'Transport of camera images to frontend_node ({rmw}, ROS_DOMAIN_ID {domain}, '
+            f'{datetime.datetime.now().isoformat(timespec="seconds")}).',
+            '',
+            'Cells: frames received by the node (its `frames received` diagnostic: images, or '
+            'synchronised stereo pairs, reaching its subscription callbacks) / frames published; '
+            f'publishers keep last {PUBLISHER_DEPTH}; `incompatible`: best-effort publisher and '
+            'reliable subscription, DDS delivers nothing.',
+            '',
+            table(streams, results, settings),
+            '',
+            f'Run time {total / 60:.1f} min on {os.cpu_count()} CPUs; load average '
+            f'{load_before[0]:.2f} before, {load_after[0]:.2f} after. Command: '
+            f'`{" ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:]))}`',
+        ]
+    )
     print()
     print(text, flush=True)
     if args.out:

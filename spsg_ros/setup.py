@@ -1,4 +1,5 @@
 """spsg_ros: ament_python package, also pip-installable without ROS 2."""
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -33,12 +34,13 @@ setup(
         "openvino": ["openvino>=2024.0"],
         "bags": ["rosbags>=0.11"],
         "plots": ["matplotlib>=3.5"],
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
     },
     zip_safe=True,
     maintainer="spsg_ros developers",
     maintainer_email="spsg-ros@example.org",
-    description="SuperPoint + SuperGlue visual SLAM frontend for ROS 2 (Ascend, TensorRT, ONNX Runtime, PyTorch)",
+    description="SuperPoint + SuperGlue visual SLAM frontend for ROS 2 (Ascend, TensorRT, ONNX "
+    "Runtime, PyTorch)",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

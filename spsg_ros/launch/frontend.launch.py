@@ -43,8 +43,10 @@ PACKAGE = 'spsg_ros'
 
 # Launch arguments passed to the node as parameters of the same name when not empty.
 OVERRIDE_ARGUMENTS = (
-    ('backend', 'inference backend (auto, torch, onnxruntime, openvino, ascend); empty: '
-                'params file'),
+    (
+        'backend',
+        'inference backend (auto, torch, onnxruntime, openvino, ascend); empty: params file',
+    ),
     ('image_topic', 'mono image topic; empty: params file'),
     ('camera_info_topic', 'mono camera_info topic; empty: params file'),
     ('left_image_topic', 'stereo left image topic; empty: params file'),
@@ -63,53 +65,74 @@ def _frontend_node(context):
     mode = LaunchConfiguration('mode').perform(context)
     params_file = LaunchConfiguration('params_file').perform(context)
     if not params_file:
-        params_file = os.path.join(get_package_share_directory(PACKAGE), 'config',
-                                   f'{mode}.yaml')
-    overrides = {'mode': mode,
-                 'use_sim_time': _is_true(LaunchConfiguration('use_sim_time').perform(context))}
+        params_file = os.path.join(get_package_share_directory(PACKAGE), 'config', f'{mode}.yaml')
+    overrides = {
+        'mode': mode,
+        'use_sim_time': _is_true(LaunchConfiguration('use_sim_time').perform(context)),
+    }
     for name, _ in OVERRIDE_ARGUMENTS:
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
-    return [Node(
-        package=PACKAGE,
-        executable='frontend_node',
-        name='frontend_node',
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        emulate_tty=True,
-        parameters=[params_file, overrides],
-    )]
+    return [
+        Node(
+            package=PACKAGE,
+            executable='frontend_node',
+            name='frontend_node',
+            namespace=LaunchConfiguration('namespace'),
+            output='screen',
+            emulate_tty=True,
+            parameters=[params_file, overrides],
+        )
+    ]
 
 
 def generate_launch_description():
     arguments = [
         DeclareLaunchArgument(
-            'mode', default_value='mono', choices=['mono', 'stereo'],
-            description='mono: one camera; stereo: synchronised left/right pairs'),
+            'mode',
+            default_value='mono',
+            choices=['mono', 'stereo'],
+            description='mono: one camera; stereo: synchronised left/right pairs',
+        ),
         DeclareLaunchArgument(
-            'params_file', default_value='',
-            description='ROS 2 parameters file of frontend_node (empty: config/<mode>.yaml)'),
+            'params_file',
+            default_value='',
+            description='ROS 2 parameters file of frontend_node (empty: config/<mode>.yaml)',
+        ),
         DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='namespace of the node: relative topic names resolve in it'),
+            'namespace',
+            default_value='',
+            description='namespace of the node: relative topic names resolve in it',
+        ),
         DeclareLaunchArgument(
-            'use_sim_time', default_value='false', choices=['true', 'false'],
-            description='use /clock (true when replaying a bag with ros2 bag play --clock)'),
+            'use_sim_time',
+            default_value='false',
+            choices=['true', 'false'],
+            description='use /clock (true when replaying a bag with ros2 bag play --clock)',
+        ),
         DeclareLaunchArgument(
-            'rviz', default_value='false', choices=['true', 'false'],
-            description='start RViz with the matches image and the trajectory'),
+            'rviz',
+            default_value='false',
+            choices=['true', 'false'],
+            description='start RViz with the matches image and the trajectory',
+        ),
     ]
-    arguments += [DeclareLaunchArgument(name, default_value='', description=text)
-                  for name, text in OVERRIDE_ARGUMENTS]
+    arguments += [
+        DeclareLaunchArgument(name, default_value='', description=text)
+        for name, text in OVERRIDE_ARGUMENTS
+    ]
     rviz = Node(
         package='rviz2',
         executable='rviz2',
         name='rviz2',
-        arguments=['-d', PathJoinSubstitution(
-            [FindPackageShare(PACKAGE), 'rviz', 'frontend.rviz'])],
-        parameters=[{'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
-                                                    value_type=bool)}],
+        arguments=[
+            '-d',
+            PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', 'frontend.rviz']),
+        ],
+        parameters=[
+            {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)}
+        ],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
     return LaunchDescription(arguments + [OpaqueFunction(function=_frontend_node), rviz])

@@ -4,6 +4,7 @@ Every network and pipeline stage owns a ``DEFAULT_CONFIG`` dict; users pass a
 partial dict and get the merged copy back. Unknown keys and wrongly typed
 values fail at construction, naming the parameter.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
@@ -13,8 +14,9 @@ class ConfigError(ValueError):
     """A configuration value is unknown or out of range; the message names it."""
 
 
-def merge_config(defaults: Mapping[str, Any], user: Mapping[str, Any] | None,
-                 section: str) -> dict[str, Any]:
+def merge_config(
+    defaults: Mapping[str, Any], user: Mapping[str, Any] | None, section: str
+) -> dict[str, Any]:
     """Return ``defaults`` updated by ``user``; reject keys the section does not know."""
     merged = dict(defaults)
     for key, value in (user or {}).items():
@@ -25,8 +27,9 @@ def merge_config(defaults: Mapping[str, Any], user: Mapping[str, Any] | None,
     return merged
 
 
-def check(section: str, name: str, value: Any, predicate: Callable[[Any], bool],
-          expectation: str) -> None:
+def check(
+    section: str, name: str, value: Any, predicate: Callable[[Any], bool], expectation: str
+) -> None:
     """Raise ConfigError ``section.name = value: expected ...`` unless predicate holds."""
     try:
         ok = bool(predicate(value))

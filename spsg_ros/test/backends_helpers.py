@@ -1,6 +1,7 @@
 """Shared helpers of the backend/export tests: generated weights, synthetic
 feature pairs and ONNX exports cached for the whole session (exports take a
 few seconds each, so each model is exported once per test run)."""
+
 from __future__ import annotations
 
 import functools
@@ -24,6 +25,7 @@ def conditioned_superglue_state(seed: int = 0):
     """
     import torch
     from spsg_ros.networks.superglue import SuperGlue
+
     torch.manual_seed(seed)
     sg = SuperGlue()
     with torch.no_grad():
@@ -40,6 +42,7 @@ def feature_pair(n0: int, n1: int, seed: int = 0, size=(320, 240), noise: float 
     """Two Features sets where min(n0, n1) keypoints of image 1 are noisy copies of
     keypoints of image 0 (position +- 1 px, descriptor + ``noise``)."""
     from spsg_ros.features.types import Features
+
     w, h = size
     rng = np.random.default_rng(seed)
 
@@ -59,7 +62,9 @@ def feature_pair(n0: int, n1: int, seed: int = 0, size=(320, 240), noise: float 
         d1[:, :m] = d0[:, idx] + noise * rng.standard_normal((256, m))
         order = rng.permutation(n1)
         k1, d1, s1 = k1[order], d1[:, order], s1[order]
-    return Features(k0, s0, d0, (w, h)), Features(k1, s1, unit(d1) if n1 else d1.astype(np.float32), (w, h))
+    return Features(k0, s0, d0, (w, h)), Features(
+        k1, s1, unit(d1) if n1 else d1.astype(np.float32), (w, h)
+    )
 
 
 def reference_log_assignment(model, f0, f1) -> np.ndarray:
@@ -70,13 +75,22 @@ def reference_log_assignment(model, f0, f1) -> np.ndarray:
         return torch.from_numpy(np.ascontiguousarray(a))[None]
 
     with torch.inference_mode():
-        return model.scores(t(f0.keypoints), t(f0.scores), t(f0.descriptors), f0.image_size,
-                            t(f1.keypoints), t(f1.scores), t(f1.descriptors), f1.image_size)[0].numpy()
+        return model.scores(
+            t(f0.keypoints),
+            t(f0.scores),
+            t(f0.descriptors),
+            f0.image_size,
+            t(f1.keypoints),
+            t(f1.scores),
+            t(f1.descriptors),
+            f1.image_size,
+        )[0].numpy()
 
 
 @functools.lru_cache(maxsize=None)
 def conditioned_weights(folder: str) -> Path:
     import torch
+
     path = Path(folder) / "superglue_conditioned.pth"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,21 +99,31 @@ def conditioned_weights(folder: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def export_superglue_cached(folder: str, weights: str, num_slots, fp16: bool = False,
-                            sinkhorn_iterations: int = 100) -> Path:
-    from spsg_ros.export import contract
-    from spsg_ros.export.onnx_export import export_superglue
+def export_superglue_cached(
+    folder: str, weights: str, num_slots, fp16: bool = False, sinkhorn_iterations: int = 100
+) -> Path:
+    from spsg_ros.networks import contract
+    from spsg_ros.networks.onnx_export import export_superglue
+
     tag = Path(weights).stem
-    path = Path(folder) / tag / f"{contract.superglue_stem(num_slots, fp16)}_it{sinkhorn_iterations}.onnx"
-    export_superglue(path, weights, {"sinkhorn_iterations": sinkhorn_iterations}, num_slots=num_slots,
-                     fp16=fp16)
+    path = (
+        Path(folder)
+        / tag
+        / f"{contract.superglue_stem(num_slots, fp16)}_it{sinkhorn_iterations}.onnx"
+    )
+    export_superglue(
+        path, weights, {"sinkhorn_iterations": sinkhorn_iterations}, num_slots=num_slots, fp16=fp16
+    )
     return path
 
 
 @functools.lru_cache(maxsize=None)
-def export_superpoint_cached(folder: str, weights: str, height=None, width=None, fp16: bool = False) -> Path:
-    from spsg_ros.export import contract
-    from spsg_ros.export.onnx_export import export_superpoint
+def export_superpoint_cached(
+    folder: str, weights: str, height=None, width=None, fp16: bool = False
+) -> Path:
+    from spsg_ros.networks import contract
+    from spsg_ros.networks.onnx_export import export_superpoint
+
     tag = Path(weights).stem
     path = Path(folder) / tag / f"{contract.superpoint_stem(height, width, fp16)}.onnx"
     export_superpoint(path, weights, None, None, height, width, fp16=fp16)

@@ -1,4 +1,5 @@
 """Shared test fixtures: the ../shared folder, generated weights, synthetic images."""
+
 from __future__ import annotations
 
 import os
@@ -17,13 +18,33 @@ def pytest_pycollect_makemodule(module_path, parent):
     launch_testing's pytest plugin (registered in every ROS 2 installation)
     imports each test module in this hook; a ``pytest.importorskip`` at module
     level raised there skips the whole directory, and ``colcon test`` then
-    reports success with no test run. Handing the module to pytest's own
-    collector instead records the skip for that module alone.
+    reports success with no test run (an import error there fails the whole
+    directory's collection). Handing the module to pytest's own collector
+    instead records the skip or the error for that module alone.
     """
     try:
         return (yield)
-    except pytest.skip.Exception:
+    except (pytest.skip.Exception, Exception):  # an import error too: report it for this module
         return pytest.Module.from_parent(parent, path=module_path)
+
+
+@pytest.fixture(autouse=True)
+def _spsg_loggers_propagate():
+    """Let caplog see the package's log records under ROS 2 too.
+
+    ROS 2's launch (imported during collection by launch_testing's plugin) makes
+    every logger created afterwards a LaunchLogger that does not propagate to the
+    root logger, where caplog listens.
+    """
+    import logging
+
+    previous = logging.getLoggerClass()
+    logging.setLoggerClass(logging.Logger)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("spsg_ros") and isinstance(logger, logging.Logger):
+            logger.propagate = True
+    yield
+    logging.setLoggerClass(previous)
 
 
 def ros_available() -> bool:
@@ -42,16 +63,33 @@ def ros_style_files() -> list[Path]:
     """Files in the ROS 2 style (ament copyright, flake8 at 99 columns, pep257): the node
     shell, the launch file, the ROS test modules and the ROS scripts."""
     package = REPO_ROOT / "spsg_ros"
-    tests = sorted(p for p in (package / "test").glob("*.py")
-                   if p.name.startswith(("test_ros_launch", "test_ros_live", "test_ros_node",
-                                         "ros_testing", "test_ros_collection",
-                                         "test_copyright", "test_flake8", "test_pep257")))
-    return ([package / "spsg_ros" / "ros", package / "launch"] + tests
-            + sorted((REPO_ROOT / "scripts").glob("*.py")))
+    tests = sorted(
+        p
+        for p in (package / "test").glob("*.py")
+        if p.name.startswith(
+            (
+                "test_ros_launch",
+                "test_ros_live",
+                "test_ros_node",
+                "ros_testing",
+                "test_ros_collection",
+                "test_copyright",
+                "test_flake8",
+                "test_pep257",
+            )
+        )
+    )
+    return (
+        [package / "spsg_ros" / "ros", package / "launch"]
+        + tests
+        + sorted((REPO_ROOT / "scripts").glob("*.py"))
+    )
 
 
-ROS_REASON = ("needs a ROS 2 environment: source /opt/ros/<distro>/setup.bash (or the one "
-              "scripts/ros_env.sh builds) and the colcon workspace's install/setup.bash")
+ROS_REASON = (
+    "needs a ROS 2 environment: source /opt/ros/<distro>/setup.bash (or the one "
+    "scripts/ros_env.sh builds) and the colcon workspace's install/setup.bash"
+)
 
 
 def _shared_dir() -> Path | None:
@@ -66,15 +104,19 @@ def _shared_dir() -> Path | None:
 def shared_dir() -> Path:
     path = _shared_dir()
     if path is None:
-        pytest.skip("shared test data not found: set SPSG_SHARED_DIR to the folder holding "
-                    "fixtures/, weights/ and data/ (.ci/run sets it to ../shared)")
+        pytest.skip(
+            "shared test data not found: set SPSG_SHARED_DIR to the folder holding "
+            "fixtures/, weights/ and data/ (.ci/run sets it to ../shared)"
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def shared_weights(shared_dir: Path) -> dict[str, Path]:
-    paths = {"superpoint": shared_dir / "weights" / "superpoint_seed_ir.pth",
-             "superglue": shared_dir / "weights" / "superglue_random_seed0.pth"}
+    paths = {
+        "superpoint": shared_dir / "weights" / "superpoint_seed_ir.pth",
+        "superglue": shared_dir / "weights" / "superglue_random_seed0.pth",
+    }
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         pytest.skip(f"shared weights missing: {', '.join(missing)}")
@@ -105,12 +147,16 @@ def generated_weights(tmp_path_factory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     from spsg_ros.networks.superglue import SuperGlue
     from spsg_ros.networks.superpoint import SuperPoint
+
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     sp, sg = SuperPoint(), SuperGlue()
     with torch.no_grad():  # make the random SuperGlue's dustbin and norms non-trivial
         sg.bin_score.fill_(1.0)
-    paths = {"superpoint": folder / "superpoint_random.pth", "superglue": folder / "superglue_random.pth"}
+    paths = {
+        "superpoint": folder / "superpoint_random.pth",
+        "superglue": folder / "superglue_random.pth",
+    }
     torch.save(sp.state_dict(), paths["superpoint"])
     torch.save(sg.state_dict(), paths["superglue"])
     return paths
@@ -125,6 +171,7 @@ def decisive_superglue_weights(tmp_path_factory) -> Path:
     scores ~4.7e4, so float32 summation order moves the log assignment by ~1e-2)."""
     torch = pytest.importorskip("torch")
     from spsg_ros.networks.superglue import SuperGlue
+
     torch.manual_seed(0)
     sg = SuperGlue()
     with torch.no_grad():
@@ -139,6 +186,7 @@ def decisive_superglue_weights(tmp_path_factory) -> Path:
 def textured_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarray:
     """A uint8 grayscale image with blobs, edges and corners (many keypoints)."""
     import cv2
+
     rng = np.random.default_rng(seed)
     image = np.full((height, width), 90, np.uint8)
     for _ in range(max(4, height * width // 1500)):

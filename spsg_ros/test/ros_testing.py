@@ -66,6 +66,7 @@ def freiburg_images(count, size=None):
 def params_file(values):
     """Write ``values`` as a frontend_node parameter file; return its path."""
     import yaml
+
     handle, path = tempfile.mkstemp(prefix='spsg_ros_test_', suffix='.yaml')
     with os.fdopen(handle, 'w') as stream:
         yaml.safe_dump({'/**/frontend_node': {'ros__parameters': values}}, stream)
@@ -74,10 +75,10 @@ def params_file(values):
 
 def include_frontend_launch(**arguments):
     """Include the package's frontend.launch.py with launch ``arguments`` (strings)."""
-    path = os.path.join(get_package_share_directory('spsg_ros'), 'launch',
-                        'frontend.launch.py')
-    return IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
-                                    launch_arguments=sorted(arguments.items()))
+    path = os.path.join(get_package_share_directory('spsg_ros'), 'launch', 'frontend.launch.py')
+    return IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(path), launch_arguments=sorted(arguments.items())
+    )
 
 
 def stamp_ns(msg):
@@ -138,12 +139,14 @@ class Probe:
     def subscribe(self, topic, msg_type, qos=RELIABLE):
         self.received.setdefault(topic, [])
         self._subscriptions[topic] = self.node.create_subscription(
-            msg_type, topic, lambda msg: self.received[topic].append(msg), qos)
+            msg_type, topic, lambda msg: self.received[topic].append(msg), qos
+        )
 
     def wait_for_publisher(self, topic, timeout_s=10.0):
         subscription = self._subscriptions[topic]
-        assert self.spin_until(lambda: subscription.get_publisher_count() > 0, timeout_s), \
+        assert self.spin_until(lambda: subscription.get_publisher_count() > 0, timeout_s), (
             f'no publisher matched {topic} within {timeout_s} s'
+        )
         self.spin_for(0.5)  # the publisher side sees the match a moment later
 
     def unsubscribe(self, topic):
@@ -164,28 +167,38 @@ class Probe:
 
     def wait_for(self, counts, timeout_s):
         """Spin until each topic has at least its count; AssertionError naming the short ones."""
+
         def short():
-            return {topic: (len(self.received.get(topic, [])), count)
-                    for topic, count in counts.items()
-                    if len(self.received.get(topic, [])) < count}
+            return {
+                topic: (len(self.received.get(topic, [])), count)
+                for topic, count in counts.items()
+                if len(self.received.get(topic, [])) < count
+            }
+
         if not self.spin_until(lambda: not short(), timeout_s):
-            detail = ', '.join(f'{topic}: {have} of {want}'
-                               for topic, (have, want) in short().items())
+            detail = ', '.join(
+                f'{topic}: {have} of {want}' for topic, (have, want) in short().items()
+            )
             raise AssertionError(f'after {timeout_s} s these topics fell short: {detail}')
 
     def wait_for_subscriber(self, publisher, timeout_s=120.0):
-        assert self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout_s), \
+        assert self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout_s), (
             f'nobody subscribed to {publisher.topic_name} within {timeout_s} s'
+        )
 
     def set_parameters(self, node_name, values, timeout_s=10.0):
         """Call node_name/set_parameters; return the SetParametersResult list."""
         client = self.node.create_client(SetParameters, f'{node_name}/set_parameters')
         try:
-            assert client.wait_for_service(timeout_sec=timeout_s), \
+            assert client.wait_for_service(timeout_sec=timeout_s), (
                 f'{node_name}/set_parameters not available'
+            )
             request = SetParameters.Request(
-                parameters=[Parameter(name=name, value=parameter_value(value))
-                            for name, value in values.items()])
+                parameters=[
+                    Parameter(name=name, value=parameter_value(value))
+                    for name, value in values.items()
+                ]
+            )
             future = client.call_async(request)
             assert self.spin_until(future.done, timeout_s), 'set_parameters timed out'
             return future.result().results
@@ -216,8 +229,9 @@ def parameter_value(value):
     if isinstance(value, str):
         return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
     if isinstance(value, list):
-        return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY,
-                              integer_array_value=value)
+        return ParameterValue(
+            type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=value
+        )
     raise TypeError(f'no parameter type for {value!r}')
 
 

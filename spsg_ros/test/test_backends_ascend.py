@@ -8,6 +8,7 @@ feeds in the model's declared order (it shuffles that order), the declared
 dtypes, static shapes, mode, gear shapes and custom_sizes. A real-NPU test runs
 only where ais_bench and OM files are present.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from spsg_ros.backends import BackendUnavailable, create_backend  # noqa: E402
 from spsg_ros.backends.ascend import AscendBackend, ascend_device_id, numpy_dtype  # noqa: E402
-from spsg_ros.export import atc, contract  # noqa: E402
-from spsg_ros.export.static_superglue import select_slots, superglue_feeds, unpad_log_assignment  # noqa: E402,E501
+from spsg_ros.export import atc  # noqa: E402
+from spsg_ros.networks import contract  # noqa: E402
+from spsg_ros.backends.static_superglue import select_slots, superglue_feeds, unpad_log_assignment  # noqa: E402,E501
 from spsg_ros.features.extractor import SuperPointExtractor  # noqa: E402
 from spsg_ros.matching.superglue_matcher import SuperGlueMatcher  # noqa: E402
 
@@ -37,17 +39,20 @@ H, W = 240, 320
 
 
 # ---------------------------------------------------------------------------
-# models: the exporter's ONNX files (spsg_ros.export.onnx_export)
+# models: the exporter's ONNX files (spsg_ros.networks.onnx_export)
 # ---------------------------------------------------------------------------
 
+
 def _export_superpoint(weights: Path, path: Path, size: tuple[int, int] | None) -> Path:
-    from spsg_ros.export.onnx_export import export_superpoint
+    from spsg_ros.networks.onnx_export import export_superpoint
+
     h, w = size if size is not None else (None, None)
     return export_superpoint(path, weights, height=h, width=w).path
 
 
 def _export_superglue(weights: Path, path: Path, k: int | None) -> Path:
-    from spsg_ros.export.onnx_export import export_superglue
+    from spsg_ros.networks.onnx_export import export_superglue
+
     return export_superglue(path, weights, SG_CONFIG, num_slots=k).path
 
 
@@ -68,11 +73,17 @@ def models(weights, tmp_path_factory):
     """ONNX models (each with an .om placeholder beside it, what the stand-in 'loads')."""
     folder = tmp_path_factory.mktemp("ascend_models")
     out = {
-        "sp_static": _export_superpoint(weights["superpoint"], folder / "superpoint_240x320.onnx", (H, W)),
-        "sp_dynamic": _export_superpoint(weights["superpoint"], folder / "superpoint_dynamic.onnx", None),
+        "sp_static": _export_superpoint(
+            weights["superpoint"], folder / "superpoint_240x320.onnx", (H, W)
+        ),
+        "sp_dynamic": _export_superpoint(
+            weights["superpoint"], folder / "superpoint_dynamic.onnx", None
+        ),
         "sg_static": _export_superglue(weights["superglue"], folder / "superglue_k256.onnx", 256),
         "sg_small": _export_superglue(weights["superglue"], folder / "superglue_k64.onnx", 64),
-        "sg_dynamic": _export_superglue(weights["superglue"], folder / "superglue_dynamic.onnx", None),
+        "sg_dynamic": _export_superglue(
+            weights["superglue"], folder / "superglue_dynamic.onnx", None
+        ),
     }
     return out
 
@@ -81,6 +92,7 @@ def om_for(onnx_path: Path, folder: Path, soc: str | None = None, **atc_options)
     """An .om placeholder for ``onnx_path`` in ``folder`` with the sidecar the
     export/ATC step leaves beside it (the ATC plan's for dynamic models)."""
     import shutil
+
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(onnx_path, folder / onnx_path.name)
     meta = contract.read_sidecar(onnx_path)
@@ -99,6 +111,7 @@ def om_for(onnx_path: Path, folder: Path, soc: str | None = None, **atc_options)
 # ---------------------------------------------------------------------------
 # the stand-in InferSession
 # ---------------------------------------------------------------------------
+
 
 class AclDtype:
     """Like aclruntime's pybind enum ``dtype``: str() 'dtype.float16', .name 'float16'."""
@@ -135,12 +148,25 @@ class StandinSession:
 
     instances: list["StandinSession"] = []
 
-    def __init__(self, device_id, model_path, *, input_dtype="float32", output_dtype="float32",
-                 gears=None, dymshape=False, dtype_style="enum", shuffle_seed=3, slow=False):
+    def __init__(
+        self,
+        device_id,
+        model_path,
+        *,
+        input_dtype="float32",
+        output_dtype="float32",
+        gears=None,
+        dymshape=False,
+        dtype_style="enum",
+        shuffle_seed=3,
+        slow=False,
+    ):
         self.device_id = device_id
         self.model_path = model_path
         source = Path(model_path).with_suffix(".source")
-        self.onnx = source.read_text() if source.is_file() else str(Path(model_path).with_suffix(".onnx"))
+        self.onnx = (
+            source.read_text() if source.is_file() else str(Path(model_path).with_suffix(".onnx"))
+        )
         self.ort = ort.InferenceSession(self.onnx, providers=["CPUExecutionProvider"])
         self.gears = gears
         self.dymshape = dymshape
@@ -162,7 +188,9 @@ class StandinSession:
         self.outputs = []
         for o in self.ort.get_outputs():
             shape = [d if isinstance(d, int) else -1 for d in o.shape]
-            size = int(np.prod(shape)) * self.out_dtype.itemsize if all(d > 0 for d in shape) else 0
+            size = (
+                int(np.prod(shape)) * self.out_dtype.itemsize if all(d > 0 for d in shape) else 0
+            )
             if gears:  # dymdims: sized for the largest gear
                 size = self._max_output_elements(o.name) * self.out_dtype.itemsize
             self.outputs.append(TensorDesc(o.name, shape, style(self.out_dtype.name), size))
@@ -188,12 +216,18 @@ class StandinSession:
     def _check(self, feeds, mode, custom_sizes):
         assert not self.freed, "infer after free_resource"
         if len(feeds) != len(self.inputs):
-            raise RuntimeError(f"input datas and intensors nums not matched ({len(feeds)} vs {len(self.inputs)})")
+            raise RuntimeError(
+                f"input datas and intensors nums not matched ({len(feeds)} vs {len(self.inputs)})"
+            )
         for desc, feed in zip(self.inputs, feeds):
             if not isinstance(feed, np.ndarray) or feed.dtype != self.in_dtype:
-                raise RuntimeError(f"{desc.name}: got {getattr(feed, 'dtype', type(feed))}, the model "
-                                   f"takes {self.in_dtype}")
-            if feed.ndim != len(desc.shape) or any(d > 0 and d != a for d, a in zip(desc.shape, feed.shape)):
+                raise RuntimeError(
+                    f"{desc.name}: got {getattr(feed, 'dtype', type(feed))}, the model "
+                    f"takes {self.in_dtype}"
+                )
+            if feed.ndim != len(desc.shape) or any(
+                d > 0 and d != a for d, a in zip(desc.shape, feed.shape)
+            ):
                 raise RuntimeError(f"{desc.name}: shape {feed.shape} vs declared {desc.shape}")
         dynamic = any(d < 0 for desc in self.inputs for d in desc.shape)
         expected_mode = "dymdims" if self.gears else "dymshape" if dynamic else "static"
@@ -220,17 +254,25 @@ class StandinSession:
             raise RuntimeError("dynamic shape changed by another thread between set-shape and run")
         named = {d.name: f.astype(np.float32) for d, f in zip(self.inputs, feeds)}
         outs = self.ort.run([o.name for o in self.outputs], named)
-        self.calls.append({"mode": mode, "custom_sizes": custom_sizes,
-                           "order": [d.name for d in self.inputs], "dtypes": [f.dtype for f in feeds],
-                           "shapes": [f.shape for f in feeds]})
+        self.calls.append(
+            {
+                "mode": mode,
+                "custom_sizes": custom_sizes,
+                "order": [d.name for d in self.inputs],
+                "dtypes": [f.dtype for f in feeds],
+                "shapes": [f.shape for f in feeds],
+            }
+        )
         results = []
         for desc, out in zip(self.outputs, outs):
             out = out.astype(self.out_dtype)
             if mode == "dymshape" and custom_sizes[self.outputs.index(desc)] < out.nbytes:
-                raise RuntimeError(f"custom size {custom_sizes} too small for {desc.name} ({out.nbytes} bytes)")
+                raise RuntimeError(
+                    f"custom size {custom_sizes} too small for {desc.name} ({out.nbytes} bytes)"
+                )
             if self.gears:  # the buffer of the largest gear, the result in its prefix
                 buffer = np.zeros(desc.size // self.out_dtype.itemsize, self.out_dtype)
-                buffer[:out.size] = out.reshape(-1)
+                buffer[: out.size] = out.reshape(-1)
                 out = buffer
             results.append(out if out_array else DeviceTensor(out))
         return results
@@ -278,7 +320,9 @@ class RunOnlySession(StandinSession):
     def run(self, feeds, out_array=False):
         mode, dims = getattr(self, "_pending", ("static", None))
         if dims is not None:
-            expected = ";".join(f"{d.name}:{','.join(str(x) for x in f.shape)}" for d, f in zip(self.inputs, feeds))
+            expected = ";".join(
+                f"{d.name}:{','.join(str(x) for x in f.shape)}" for d, f in zip(self.inputs, feeds)
+            )
             assert dims == expected, (dims, expected)
         return self._infer(feeds, mode, getattr(self, "_sizes", 100000), out_array)
 
@@ -297,9 +341,14 @@ def factory(cls=StandinSession, **options):
 
 @pytest.fixture(scope="module")
 def torch_backend(weights):
-    return create_backend("torch", superpoint_weights=weights["superpoint"],
-                          superglue_weights=weights["superglue"], superpoint_config=SP_CONFIG,
-                          superglue_config=SG_CONFIG, host_postprocess=True)
+    return create_backend(
+        "torch",
+        superpoint_weights=weights["superpoint"],
+        superglue_weights=weights["superglue"],
+        superpoint_config=SP_CONFIG,
+        superglue_config=SG_CONFIG,
+        host_postprocess=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -316,11 +365,13 @@ def extract(backend, image):
 # tests
 # ---------------------------------------------------------------------------
 
+
 def test_superpoint_static_parity_and_custom_sizes(models, torch_backend, images, tmp_path):
     om = om_for(models["sp_static"], tmp_path)
     make = factory()
-    with AscendBackend(superpoint_model=om, session_factory=make, superpoint_config=SP_CONFIG,
-                       device="npu:1") as backend:
+    with AscendBackend(
+        superpoint_model=om, session_factory=make, superpoint_config=SP_CONFIG, device="npu:1"
+    ) as backend:
         assert backend.superpoint_om.mode == "static"
         for image in images:
             ours, ref = extract(backend, image), extract(torch_backend, image)
@@ -333,7 +384,10 @@ def test_superpoint_static_parity_and_custom_sizes(models, torch_backend, images
         call = session.calls[-1]
         assert call["mode"] == "static"
         # custom_sizes: each output's byte size as the model declares it
-        assert call["custom_sizes"] == [65 * (H // 8) * (W // 8) * 4, 256 * (H // 8) * (W // 8) * 4]
+        assert call["custom_sizes"] == [
+            65 * (H // 8) * (W // 8) * 4,
+            256 * (H // 8) * (W // 8) * 4,
+        ]
         assert backend.describe()["device"] == "npu:1"
     assert session.freed
 
@@ -365,7 +419,9 @@ def test_superglue_feed_order_and_match_parity(models, torch_backend, images, tm
 
 def test_superglue_more_keypoints_than_slots(models, torch_backend, images, tmp_path):
     om = om_for(models["sg_small"], tmp_path)
-    backend = AscendBackend(superglue_model=om, session_factory=factory(), superglue_config=SG_CONFIG)
+    backend = AscendBackend(
+        superglue_model=om, session_factory=factory(), superglue_config=SG_CONFIG
+    )
     f0, f1 = (extract(torch_backend, image) for image in images)
     assert len(f0) > 64 and len(f1) > 64
     ours = SuperGlueMatcher(backend, SG_CONFIG)(f0, f1)
@@ -393,8 +449,11 @@ def test_declared_float16_inputs_get_casts(models, torch_backend, images, tmp_pa
     backend.close()
 
     sg_make = factory(input_dtype="float16", dtype_style=dtype_style)
-    sg = AscendBackend(superglue_model=om_for(models["sg_static"], tmp_path / "sg"), session_factory=sg_make,
-                       superglue_config=SG_CONFIG)
+    sg = AscendBackend(
+        superglue_model=om_for(models["sg_static"], tmp_path / "sg"),
+        session_factory=sg_make,
+        superglue_config=SG_CONFIG,
+    )
     f0, f1 = (extract(torch_backend, im) for im in images)
     sg.superglue(f0, f1, 0.2)
     assert set(sg_make.created[0].calls[-1]["dtypes"]) == {np.dtype(np.float16)}
@@ -405,8 +464,13 @@ def test_older_release_shims(models, torch_backend, images, tmp_path):
     om_sp = om_for(models["sp_static"], tmp_path)
     om_sg = om_for(models["sg_static"], tmp_path)
     make = factory(OldStandinSession)
-    backend = AscendBackend(superpoint_model=om_sp, superglue_model=om_sg, session_factory=make,
-                            superpoint_config=SP_CONFIG, superglue_config=SG_CONFIG)
+    backend = AscendBackend(
+        superpoint_model=om_sp,
+        superglue_model=om_sg,
+        session_factory=make,
+        superpoint_config=SP_CONFIG,
+        superglue_config=SG_CONFIG,
+    )
     assert not backend.superpoint_om.session.infer_takes_out_array
     f0, f1 = (extract(backend, image) for image in images)
     r0 = extract(torch_backend, images[0])
@@ -425,14 +489,18 @@ def test_sessions_without_infer(models, torch_backend, images, tmp_path):
     make = factory(RunOnlySession, dymshape=True)
     backend = AscendBackend(superpoint_model=om, session_factory=make, superpoint_config=SP_CONFIG)
     assert not backend.superpoint_om.session.has_infer
-    np.testing.assert_array_equal(extract(backend, images[0]).keypoints, extract(torch_backend, images[0]).keypoints)
+    np.testing.assert_array_equal(
+        extract(backend, images[0]).keypoints, extract(torch_backend, images[0]).keypoints
+    )
     assert make.created[0]._sizes == [65 * (H // 8) * (W // 8) * 4, 256 * (H // 8) * (W // 8) * 4]
     backend.close()
 
 
 def test_new_release_summary_and_close(models, tmp_path):
     make = factory()
-    backend = AscendBackend(superpoint_model=om_for(models["sp_static"], tmp_path), session_factory=make)
+    backend = AscendBackend(
+        superpoint_model=om_for(models["sp_static"], tmp_path), session_factory=make
+    )
     backend.superpoint_dense(np.zeros((1, 1, H, W), np.float32))
     assert backend.summary()["superpoint"]["exec_time_list"] == [0.1]
     backend.close()
@@ -450,16 +518,26 @@ def test_dymdims_gears_from_the_atc_sidecar(models, torch_backend, images, tmp_p
     gears_sp = sp_meta["om"]["gears"]
     gears_sg = contract.read_sidecar(om_sg)["om"]["gears"]
     sp_make, sg_make = factory(gears=gears_sp), factory(gears=gears_sg)
-    backend = AscendBackend(superpoint_model=om_sp, session_factory=sp_make, superpoint_config=SP_CONFIG)
-    sg_backend = AscendBackend(superglue_model=om_sg, session_factory=sg_make, superglue_config=SG_CONFIG)
+    backend = AscendBackend(
+        superpoint_model=om_sp, session_factory=sp_make, superpoint_config=SP_CONFIG
+    )
+    sg_backend = AscendBackend(
+        superglue_model=om_sg, session_factory=sg_make, superglue_config=SG_CONFIG
+    )
     assert backend.superpoint_om.mode == "dymdims" and sg_backend.superglue_om.mode == "dymdims"
     f0, ref0 = extract(backend, images[0]), extract(torch_backend, images[0])
-    np.testing.assert_array_equal(f0.keypoints, ref0.keypoints)  # output trimmed from the max-gear buffer
+    np.testing.assert_array_equal(
+        f0.keypoints, ref0.keypoints
+    )  # output trimmed from the max-gear buffer
     small = images[0][:120, :160]
-    np.testing.assert_array_equal(extract(backend, small).keypoints, extract(torch_backend, small).keypoints)
+    np.testing.assert_array_equal(
+        extract(backend, small).keypoints, extract(torch_backend, small).keypoints
+    )
     with pytest.raises(ValueError, match="gears"):
         extract(backend, images[0][:200, :320])
-    assert sp_make.created[0].calls[0]["custom_sizes"][0] == 65 * (H // 8) * (W // 8) * 4  # max gear
+    assert (
+        sp_make.created[0].calls[0]["custom_sizes"][0] == 65 * (H // 8) * (W // 8) * 4
+    )  # max gear
     # SuperGlue: keypoints padded to the smallest K gear that holds both sets
     f1 = extract(torch_backend, images[1])
     sub0, sub1 = f0.subset(np.arange(100)), f1.subset(np.arange(90))
@@ -484,11 +562,17 @@ def test_dymshape_custom_sizes_from_expected_outputs(models, torch_backend, imag
     assert call["custom_sizes"] == [65 * (H // 8) * (W // 8) * 4, 256 * (H // 8) * (W // 8) * 4]
     # a dynamic-K SuperGlue under dymshape is fed the exact keypoints
     sg_make = factory(dymshape=True)
-    sg = AscendBackend(superglue_model=om_for(models["sg_dynamic"], tmp_path / "sg", "Ascend310P3",
-                                              shape_ranges=True),
-                       session_factory=sg_make, superglue_config=SG_CONFIG)
+    sg = AscendBackend(
+        superglue_model=om_for(
+            models["sg_dynamic"], tmp_path / "sg", "Ascend310P3", shape_ranges=True
+        ),
+        session_factory=sg_make,
+        superglue_config=SG_CONFIG,
+    )
     f0, f1 = extract(torch_backend, images[0]), extract(torch_backend, images[1])
-    np.testing.assert_array_equal(sg.superglue(f0, f1, 0.2).matches0, torch_backend.superglue(f0, f1, 0.2).matches0)
+    np.testing.assert_array_equal(
+        sg.superglue(f0, f1, 0.2).matches0, torch_backend.superglue(f0, f1, 0.2).matches0
+    )
     la_call = sg_make.created[0].calls[-1]
     assert la_call["custom_sizes"] == [(len(f0) + 1) * (len(f1) + 1) * 4]
     backend.close()
@@ -539,8 +623,11 @@ def test_errors(models, tmp_path, monkeypatch):
         AscendBackend(superpoint_model=om_sg, session_factory=factory())
     # the runtime configuration does not fit the model
     with pytest.raises(contract.ModelContractError, match="descriptor_dim"):
-        AscendBackend(superpoint_model=om_sp, session_factory=factory(),
-                      superpoint_config={"descriptor_dim": 128})
+        AscendBackend(
+            superpoint_model=om_sp,
+            session_factory=factory(),
+            superpoint_config={"descriptor_dim": 128},
+        )
     # the session cannot load the model (wrong chip, device busy, ...)
 
     def broken(device_id, path):
@@ -556,22 +643,33 @@ def test_errors(models, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="missing"):
         backend.superpoint_om.session.ordered_feeds({"img": np.zeros((1, 1, H, W), np.float32)})
     with pytest.raises(ValueError, match="declared"):
-        backend.superpoint_om.session.ordered_feeds({"image": np.zeros((1, 1, H, W + 8), np.float32)})
+        backend.superpoint_om.session.ordered_feeds(
+            {"image": np.zeros((1, 1, H, W + 8), np.float32)}
+        )
     backend.close()
     # a dymdims model whose gears are unknown
     om_dyn = om_for(models["sp_dynamic"], tmp_path / "c")
     with pytest.raises(ValueError, match="gears are unknown"):
-        AscendBackend(superpoint_model=om_dyn, session_factory=factory(gears=[{"image": [1, 1, H, W]}]),
-                      superpoint_mode="dymdims")
+        AscendBackend(
+            superpoint_model=om_dyn,
+            session_factory=factory(gears=[{"image": [1, 1, H, W]}]),
+            superpoint_mode="dymdims",
+        )
 
 
 def test_device_and_dtype_parsing():
     assert ascend_device_id("npu:3") == 3 and ascend_device_id("ascend:2") == 2
-    assert ascend_device_id("cpu") == 0 and ascend_device_id(None, 5) == 5 and ascend_device_id("1") == 1
+    assert (
+        ascend_device_id("cpu") == 0
+        and ascend_device_id(None, 5) == 5
+        and ascend_device_id("1") == 1
+    )
     with pytest.raises(BackendUnavailable):
         ascend_device_id("cuda:0")
     assert numpy_dtype(AclDtype("float16")) == np.float16
-    assert numpy_dtype("dtype.float32") == np.float32 and numpy_dtype(np.dtype("int64")) == np.int64
+    assert (
+        numpy_dtype("dtype.float32") == np.float32 and numpy_dtype(np.dtype("int64")) == np.int64
+    )
     assert numpy_dtype("TENSOR_DTYPE_FLOAT16") == np.float16
     with pytest.raises(ValueError):
         numpy_dtype("complex")
@@ -587,10 +685,17 @@ def test_real_npu(tmp_path):
         pytest.skip(f"no Ascend runtime here (ais_bench not importable: {type(exc).__name__})")
     sp = os.environ.get("SPSG_ASCEND_SUPERPOINT_OM")
     if not sp:
-        pytest.skip("set SPSG_ASCEND_SUPERPOINT_OM to an OM converted with the `spsg-ros export --atc` commands")
+        pytest.skip(
+            "set SPSG_ASCEND_SUPERPOINT_OM to an OM converted with the `spsg-ros export --atc` "
+            "commands"
+        )
     sg = os.environ.get("SPSG_ASCEND_SUPERGLUE_OM")
-    with create_backend("ascend", superpoint_model=sp, superglue_model=sg,
-                        device=os.environ.get("SPSG_ASCEND_DEVICE", "npu:0")) as backend:
+    with create_backend(
+        "ascend",
+        superpoint_model=sp,
+        superglue_model=sg,
+        device=os.environ.get("SPSG_ASCEND_DEVICE", "npu:0"),
+    ) as backend:
         meta = contract.read_sidecar(Path(sp)) if contract.sidecar_path(Path(sp)).is_file() else {}
         w, h = meta.get("image_size") or (W, H)
         image = textured_image(h, w, seed=1)

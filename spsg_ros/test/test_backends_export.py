@@ -4,6 +4,7 @@ Exports use generated weights (seeded random init) so the tests need no
 downloaded files; onnxruntime runs the exported graphs and the outputs are
 compared with the torch networks.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,15 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from backends_helpers import (K_SMALL, conditioned_weights, export_folder,  # noqa: E402
-                              export_superglue_cached, export_superpoint_cached)
-from spsg_ros.export import contract  # noqa: E402
-from spsg_ros.export.contract import ModelContractError  # noqa: E402
+from backends_helpers import (
+    K_SMALL,
+    conditioned_weights,
+    export_folder,  # noqa: E402
+    export_superglue_cached,
+    export_superpoint_cached,
+)
+from spsg_ros.networks import contract  # noqa: E402
+from spsg_ros.networks.contract import ModelContractError  # noqa: E402
 from spsg_ros.networks.superglue import MaskedSuperGlue  # noqa: E402
 from spsg_ros.networks.weights import load_superglue, load_superpoint, sha256  # noqa: E402
 
@@ -46,7 +52,11 @@ def test_superpoint_static_round_trip(folder, generated_weights):
     assert meta["source_weights"]["sha256"] == sha256(generated_weights["superpoint"])
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    assert any(o.version == contract.DEFAULT_OPSET for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert any(
+        o.version == contract.DEFAULT_OPSET
+        for o in model.opset_import
+        if o.domain in ("", "ai.onnx")
+    )
     image = np.random.default_rng(0).random((1, 1, 64, 80), dtype=np.float32)
     sess, (semi, desc) = run_ort(path, {"image": image})
     assert [i.name for i in sess.get_inputs()] == ["image"]
@@ -89,7 +99,8 @@ def test_superglue_round_trip(folder, num_slots):
     if num_slots is not None:
         assert meta["outputs"][0]["shape"] == [1, k + 1, k + 1]
         assert meta["inputs"][2]["shape"] == [1, 256, k]
-    from spsg_ros.export.onnx_export import superglue_example_inputs
+    from spsg_ros.networks.onnx_export import superglue_example_inputs
+
     inputs = superglue_example_inputs(k, 256, valid=(k - 5, k - 9))
     feeds = {name: t.numpy() for name, t in zip(contract.SUPERGLUE_INPUTS, inputs)}
     sess, (la,) = run_ort(path, feeds)
@@ -106,7 +117,8 @@ def test_superglue_round_trip(folder, num_slots):
 
 def test_dynamic_superglue_runs_other_sizes(folder):
     path = export_superglue_cached(folder, str(conditioned_weights(folder)), None)
-    from spsg_ros.export.onnx_export import superglue_example_inputs
+    from spsg_ros.networks.onnx_export import superglue_example_inputs
+
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for k0, k1 in ((5, 9), (40, 3)):
         a = superglue_example_inputs(k0, 256)
@@ -119,7 +131,9 @@ def test_dynamic_superglue_runs_other_sizes(folder):
 def test_fp16_export(folder, generated_weights):
     """fp16 models keep float32 inputs/outputs (same feeds for every backend),
     hold half-precision weights, and stay close to the float32 network."""
-    path = export_superpoint_cached(folder, str(generated_weights["superpoint"]), 64, 80, fp16=True)
+    path = export_superpoint_cached(
+        folder, str(generated_weights["superpoint"]), 64, 80, fp16=True
+    )
     meta = contract.read_sidecar(path, "superpoint")
     assert meta["fp16"] is True and meta["io_dtype"] == "float32"
     model = onnx.load(str(path))
@@ -139,8 +153,9 @@ def test_fp16_superglue_keeps_optimal_transport_float32(folder):
     meta = contract.read_sidecar(path, "superglue")
     assert meta["fp16"] is True and meta["optimal_transport_dtype"] == "float32"
     from backends_helpers import feature_pair
-    from spsg_ros.export.static_superglue import superglue_feeds, unpad_log_assignment
+    from spsg_ros.backends.static_superglue import superglue_feeds, unpad_log_assignment
     from spsg_ros.matching.superglue_post import matches_from_log_assignment
+
     f0, f1 = feature_pair(20, 24, seed=1)
     feeds, _, _ = superglue_feeds(f0, f1, K_SMALL)
     _, (la16,) = run_ort(path, feeds)
@@ -154,16 +169,22 @@ def test_simplify(tmp_path, generated_weights):
     try:
         import onnxslim  # noqa: F401
     except ImportError:
-        pytest.importorskip("onnxsim", reason="--simplify needs onnxslim or onnxsim (pip install onnxslim)")
-    from spsg_ros.export.onnx_export import export_superpoint
-    out = export_superpoint(tmp_path / "sp.onnx", generated_weights["superpoint"], height=32, width=32,
-                            simplify=True)
+        pytest.importorskip(
+            "onnxsim", reason="--simplify needs onnxslim or onnxsim (pip install onnxslim)"
+        )
+    from spsg_ros.networks.onnx_export import export_superpoint
+
+    out = export_superpoint(
+        tmp_path / "sp.onnx", generated_weights["superpoint"], height=32, width=32, simplify=True
+    )
     assert out.meta["simplified"] in ("onnxslim", "onnxsim")
     onnx.checker.check_model(onnx.load(str(out.path)))
     image = np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)
     _, (semi, _) = run_ort(out.path, {"image": image})
     with torch.inference_mode():
-        ref, _ = load_superpoint(generated_weights["superpoint"]).forward_dense(torch.from_numpy(image))
+        ref, _ = load_superpoint(generated_weights["superpoint"]).forward_dense(
+            torch.from_numpy(image)
+        )
     np.testing.assert_allclose(semi, ref.numpy(), atol=1e-4, rtol=0)
 
 
@@ -172,7 +193,9 @@ def test_sidecar_checks_refuse_mismatches(folder, generated_weights):
     sp = export_superpoint_cached(folder, str(generated_weights["superpoint"]), 64, 80)
     meta = contract.read_sidecar(sp, "superpoint")
     contract.check_superpoint_model(meta, {"descriptor_dim": 256}, (80, 64))
-    with pytest.raises(ModelContractError, match="static SuperPoint for 80x64.*feeds 640x480.*--sizes 480x640"):
+    with pytest.raises(
+        ModelContractError, match="static SuperPoint for 80x64.*feeds 640x480.*--sizes 480x640"
+    ):
         contract.check_superpoint_model(meta, {"descriptor_dim": 256}, (640, 480), sp)
     with pytest.raises(ModelContractError, match="descriptor_dim = 256.*128"):
         contract.check_superpoint_model(meta, {"descriptor_dim": 128}, None, sp)
@@ -198,16 +221,21 @@ def test_sidecar_missing_or_foreign(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelContractError, match="not an spsg_ros model sidecar"):
         contract.read_sidecar(model)
-    (tmp_path / "m.json").write_text(json.dumps({"format": contract.SIDECAR_FORMAT, "version": 99}))
+    (tmp_path / "m.json").write_text(
+        json.dumps({"format": contract.SIDECAR_FORMAT, "version": 99})
+    )
     with pytest.raises(ModelContractError, match="newer"):
         contract.read_sidecar(model)
 
 
 def test_backend_refuses_models_that_do_not_fit(folder, generated_weights):
     from spsg_ros.backends import create_backend
+
     sg = export_superglue_cached(folder, str(conditioned_weights(folder)), K_SMALL)
     with pytest.raises(ModelContractError, match="sinkhorn_iterations"):
-        create_backend("onnxruntime", superglue_model=sg, superglue_config={"sinkhorn_iterations": 20})
+        create_backend(
+            "onnxruntime", superglue_model=sg, superglue_config={"sinkhorn_iterations": 20}
+        )
     sp = export_superpoint_cached(folder, str(generated_weights["superpoint"]), 64, 80)
     backend = create_backend("onnxruntime", superpoint_model=sp, load_superglue=False)
     semi, desc = backend.superpoint_dense(np.zeros((1, 1, 64, 80), np.float32))
@@ -221,29 +249,66 @@ def test_backend_refuses_models_that_do_not_fit(folder, generated_weights):
 # ---- the CLI ----------------------------------------------------------------
 def test_export_cli(tmp_path, generated_weights, capsys):
     from spsg_ros.cli.main import main
+
     out = tmp_path / "models"
-    rc = main(["export", "--out", str(out), "--superpoint-weights", str(generated_weights["superpoint"]),
-               "--superglue-weights", str(generated_weights["superglue"]), "--sizes", "48x64",
-               "--ks", "16", "--sinkhorn-iterations", "20", "--atc", "--soc-versions", "Ascend310",
-               "Ascend310P3"])
+    rc = main(
+        [
+            "export",
+            "--out",
+            str(out),
+            "--superpoint-weights",
+            str(generated_weights["superpoint"]),
+            "--superglue-weights",
+            str(generated_weights["superglue"]),
+            "--sizes",
+            "48x64",
+            "--ks",
+            "16",
+            "--sinkhorn-iterations",
+            "20",
+            "--atc",
+            "--soc-versions",
+            "Ascend310",
+            "Ascend310P3",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     for stem in ("superpoint_48x64", "superglue_k16"):
         assert (out / f"{stem}.onnx").is_file() and (out / f"{stem}.json").is_file()
         assert f"wrote {out / stem}.onnx" in text
-    assert json.loads((out / "superglue_k16.json").read_text())["config"]["sinkhorn_iterations"] == 20
+    assert (
+        json.loads((out / "superglue_k16.json").read_text())["config"]["sinkhorn_iterations"] == 20
+    )
     # atc command lines consistent with the files just written
     atc_lines = [line for line in text.splitlines() if line.startswith("atc ")]
     assert len(atc_lines) == 4
-    assert any(f"--model={out / 'superglue_k16.onnx'}" in line and "--soc_version=Ascend310P3" in line
-               and "keypoints0:1,16,2" in line for line in atc_lines)
-    assert any("image:1,1,48,64" in line and "--soc_version=Ascend310 " in line + " " for line in atc_lines)
+    assert any(
+        f"--model={out / 'superglue_k16.onnx'}" in line
+        and "--soc_version=Ascend310P3" in line
+        and "keypoints0:1,16,2" in line
+        for line in atc_lines
+    )
+    assert any(
+        "image:1,1,48,64" in line and "--soc_version=Ascend310 " in line + " "
+        for line in atc_lines
+    )
 
 
 def test_export_cli_errors(tmp_path, capsys):
     from spsg_ros.cli.main import main
-    rc = main(["export", "--out", str(tmp_path), "--superpoint-weights", str(tmp_path / "missing.pth"),
-               "--only", "superpoint"])
+
+    rc = main(
+        [
+            "export",
+            "--out",
+            str(tmp_path),
+            "--superpoint-weights",
+            str(tmp_path / "missing.pth"),
+            "--only",
+            "superpoint",
+        ]
+    )
     assert rc == 2
     assert "missing.pth" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -13,6 +13,7 @@ masked model and the ONNX model run by onnxruntime, for keypoint counts 0, 1,
 random and chaotic (1 vs 2 torch threads already change its log assignment
 by 0.026 and flip near-tie matches); there a near-identity bound is asserted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,20 +21,41 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from backends_helpers import (K_SMALL, conditioned_superglue_state, conditioned_weights,  # noqa: E402
-                              export_folder, export_superglue_cached, feature_pair,
-                              reference_log_assignment)
-from spsg_ros.export import contract  # noqa: E402
-from spsg_ros.export.static_superglue import (expand_log_assignment, scatter_matches,  # noqa: E402
-                                              select_slots, superglue_feeds, unpad_log_assignment)
+from backends_helpers import (
+    K_SMALL,
+    conditioned_superglue_state,
+    conditioned_weights,  # noqa: E402
+    export_folder,
+    export_superglue_cached,
+    feature_pair,
+    reference_log_assignment,
+)
+from spsg_ros.networks import contract  # noqa: E402
+from spsg_ros.backends.static_superglue import (
+    expand_log_assignment,
+    scatter_matches,  # noqa: E402
+    select_slots,
+    superglue_feeds,
+    unpad_log_assignment,
+)
 from spsg_ros.matching.superglue_post import matches_from_log_assignment  # noqa: E402
 from spsg_ros.matching.types import Matches  # noqa: E402
 from spsg_ros.networks.superglue import MaskedSuperGlue, SuperGlue  # noqa: E402
 
 K = K_SMALL
 # (n0, n1): the counts of the issue (0, 1, 17, K-1, K, > K) on one side or both
-COUNTS = [(0, 17), (17, 0), (1, 17), (17, 1), (17, 17), (K - 1, K), (K, K - 1), (K, K),
-          (K + 9, K + 20), (K + 40, 17)]
+COUNTS = [
+    (0, 17),
+    (17, 0),
+    (1, 17),
+    (17, 1),
+    (17, 17),
+    (K - 1, K),
+    (K, K - 1),
+    (K, K),
+    (K + 9, K + 20),
+    (K + 40, 17),
+]
 THRESHOLD = 0.2
 
 
@@ -51,11 +73,15 @@ def masked_torch(model, f0, f1, num_slots, threshold=THRESHOLD):
     n0 = len(f0) if i0 is None else len(i0)
     n1 = len(f1) if i1 is None else len(i1)
     with torch.inference_mode():
-        la = MaskedSuperGlue(model).eval()(*[torch.from_numpy(feeds[k]) for k in contract.SUPERGLUE_INPUTS])
+        la = MaskedSuperGlue(model).eval()(
+            *[torch.from_numpy(feeds[k]) for k in contract.SUPERGLUE_INPUTS]
+        )
     la = la.numpy()
     assert la.shape == (1, (num_slots or n0) + 1, (num_slots or n1) + 1)
     sub = unpad_log_assignment(la, n0, n1)
-    matches = scatter_matches(matches_from_log_assignment(sub, threshold), i0, i1, len(f0), len(f1))
+    matches = scatter_matches(
+        matches_from_log_assignment(sub, threshold), i0, i1, len(f0), len(f1)
+    )
     return la[0], sub, matches, (i0, i1)
 
 
@@ -68,7 +94,9 @@ def reference(model, f0, f1, num_slots):
     if len(g0) == 0 or len(g1) == 0:
         return None, Matches.empty(len(f0), len(f1))
     la = reference_log_assignment(model, g0, g1)
-    return la, scatter_matches(matches_from_log_assignment(la, THRESHOLD), i0, i1, len(f0), len(f1))
+    return la, scatter_matches(
+        matches_from_log_assignment(la, THRESHOLD), i0, i1, len(f0), len(f1)
+    )
 
 
 def assert_same_matches(got: Matches, want: Matches, atol: float = 1e-4):
@@ -87,7 +115,9 @@ def test_torch_masked_equals_reference(conditioned_model, n0, n1):
     la, sub, matches, (i0, i1) = masked_torch(conditioned_model, f0, f1, K)
     assert_same_matches(matches, ref_matches)
     if min(n0, n1) >= 17:
-        assert ref_matches.num_matches >= 0.5 * min(min(n0, n1), K), "the test pair should match well"
+        assert ref_matches.num_matches >= 0.5 * min(min(n0, n1), K), (
+            "the test pair should match well"
+        )
     # valid rows/cols and dustbins: the reference values (large scores: relative tolerance)
     np.testing.assert_allclose(sub, ref_la, rtol=1e-5, atol=1e-4)
     # padded slots carry no mass
@@ -104,13 +134,16 @@ def test_padded_slots_do_not_leak(conditioned_model):
     for i, n in ((0, 20), (1, 25)):
         noisy[f"keypoints{i}"][:, n:] = rng.uniform(-500, 500, noisy[f"keypoints{i}"][:, n:].shape)
         noisy[f"scores{i}"][:, n:] = rng.uniform(0, 5, noisy[f"scores{i}"][:, n:].shape)
-        noisy[f"descriptors{i}"][:, :, n:] = rng.normal(0, 3, noisy[f"descriptors{i}"][:, :, n:].shape)
+        noisy[f"descriptors{i}"][:, :, n:] = rng.normal(
+            0, 3, noisy[f"descriptors{i}"][:, :, n:].shape
+        )
     model = MaskedSuperGlue(conditioned_model).eval()
     with torch.inference_mode():
         a = model(*[torch.from_numpy(feeds[k]) for k in contract.SUPERGLUE_INPUTS])[0].numpy()
         b = model(*[torch.from_numpy(noisy[k]) for k in contract.SUPERGLUE_INPUTS])[0].numpy()
-    np.testing.assert_allclose(unpad_log_assignment(b, 20, 25), unpad_log_assignment(a, 20, 25),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        unpad_log_assignment(b, 20, 25), unpad_log_assignment(a, 20, 25), rtol=0, atol=1e-5
+    )
 
 
 def test_valid_slots_need_not_be_first(conditioned_model):
@@ -132,7 +165,9 @@ def test_valid_slots_need_not_be_first(conditioned_model):
     # shuffled slot j holds original slot perm[j]
     rows = np.r_[np.argsort(perm0)[:12], K]
     cols = np.r_[np.argsort(perm1)[:14], K]
-    np.testing.assert_allclose(b[np.ix_(rows, cols)], unpad_log_assignment(a, 12, 14), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        b[np.ix_(rows, cols)], unpad_log_assignment(a, 12, 14), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_more_than_k_keeps_the_k_best_by_score_in_order():
@@ -150,8 +185,12 @@ def test_expand_and_scatter_back_to_all_keypoints():
     assert full.shape == (6, 4)
     assert np.all(np.isneginf(full[[0, 2, 4], :]))
     np.testing.assert_array_equal(full[[1, 3, 5]], sub)
-    m = Matches(np.array([1, -1]), np.array([-1, 0, -1]), np.array([0.9, 0], np.float32),
-                np.array([0, 0.9, 0], np.float32))
+    m = Matches(
+        np.array([1, -1]),
+        np.array([-1, 0, -1]),
+        np.array([0.9, 0], np.float32),
+        np.array([0, 0.9, 0], np.float32),
+    )
     out = scatter_matches(m, np.array([2, 4]), None, 5, 3)
     np.testing.assert_array_equal(out.matches0, [-1, -1, 1, -1, -1])
     np.testing.assert_array_equal(out.matches1, [-1, 2, -1])
@@ -174,13 +213,16 @@ def ort_backends(tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from spsg_ros.backends import create_backend
+
     folder = export_folder(tmp_path_factory)
     weights = str(conditioned_weights(folder))
     static = export_superglue_cached(folder, weights, K)
     dynamic = export_superglue_cached(folder, weights, None)
     common = dict(superglue_weights=weights, superglue_model=None, export_missing=False)
-    out = {"static": create_backend("onnxruntime", **{**common, "superglue_model": static}),
-           "dynamic": create_backend("onnxruntime", **{**common, "superglue_model": dynamic})}
+    out = {
+        "static": create_backend("onnxruntime", **{**common, "superglue_model": static}),
+        "dynamic": create_backend("onnxruntime", **{**common, "superglue_model": dynamic}),
+    }
     assert out["static"].sg_slots == K and out["dynamic"].sg_slots is None
     yield out
     for b in out.values():
@@ -196,7 +238,9 @@ def test_onnxruntime_static_equals_reference(conditioned_model, ort_backends, n0
     if n0 and n1:
         la = ort_backends["static"].superglue_log_assignment(f0, f1)
         assert la.shape == (n0 + 1, n1 + 1)
-        full = matches_from_log_assignment(la, THRESHOLD)  # -inf rows of dropped keypoints: unmatched
+        full = matches_from_log_assignment(
+            la, THRESHOLD
+        )  # -inf rows of dropped keypoints: unmatched
         assert_same_matches(full, ref_matches)
 
 
@@ -220,11 +264,14 @@ def test_fixture_masked_near_identity(shared_weights, fixture_files):
     from spsg_ros.features.types import Features
     from spsg_ros.networks.weights import load_superglue
     import ast
+
     for name, path in fixture_files.items():
         fx = np.load(path)
         sg_cfg = ast.literal_eval(str(fx["sg_config"]))
-        model = load_superglue(shared_weights["superglue"],
-                               {k: v for k, v in sg_cfg.items() if k == "sinkhorn_iterations"})
+        model = load_superglue(
+            shared_weights["superglue"],
+            {k: v for k, v in sg_cfg.items() if k == "sinkhorn_iterations"},
+        )
         h, w = fx["image0"].shape
         f0 = Features(fx["keypoints0"], fx["scores0"], fx["descriptors0"], (w, h))
         f1 = Features(fx["keypoints1"], fx["scores1"], fx["descriptors1"], (w, h))
@@ -232,7 +279,10 @@ def test_fixture_masked_near_identity(shared_weights, fixture_files):
         _, sub, matches, _ = masked_torch(model, f0, f1, slots, sg_cfg.get("match_threshold", 0.2))
         ref = fx["matches0"]
         same = float(np.mean(matches.matches0 == ref))
-        print(f"{name}: padded to K={slots}: {int(np.sum(matches.matches0 != ref))} of {len(ref)} "
-              f"matches differ, log_assignment max diff {np.abs(sub - fx['log_assignment']).max():.4f}")
+        print(
+            f"{name}: padded to K={slots}: {int(np.sum(matches.matches0 != ref))} of {len(ref)} "
+            "matches differ, log_assignment max diff "
+            f"{np.abs(sub - fx['log_assignment']).max():.4f}"
+        )
         assert same >= 0.99
         assert np.abs(sub - fx["log_assignment"]).max() < 0.05

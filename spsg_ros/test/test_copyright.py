@@ -22,8 +22,12 @@ try:
 except ImportError:
     copyright_main = None
 
-pytestmark = [pytest.mark.ros, pytest.mark.skipif(
-    copyright_main is None, reason='ament_copyright not installed: it comes with ROS 2')]
+pytestmark = [
+    pytest.mark.ros,
+    pytest.mark.skipif(
+        copyright_main is None, reason='ament_copyright not installed: it comes with ROS 2'
+    ),
+]
 
 
 @pytest.mark.copyright

@@ -1,4 +1,5 @@
 """Parity with the upstream reference outputs in ../shared/fixtures (README tolerances)."""
+
 from __future__ import annotations
 
 import ast
@@ -28,9 +29,13 @@ def configs(data):
 def case(request, fixture_files, shared_weights):
     data = dict(np.load(fixture_files[request.param]))
     sp_cfg, sg_cfg = configs(data)
-    backend = create_backend("torch", superpoint_weights=shared_weights["superpoint"],
-                             superglue_weights=shared_weights["superglue"],
-                             superpoint_config=sp_cfg, superglue_config=sg_cfg)
+    backend = create_backend(
+        "torch",
+        superpoint_weights=shared_weights["superpoint"],
+        superglue_weights=shared_weights["superglue"],
+        superpoint_config=sp_cfg,
+        superglue_config=sg_cfg,
+    )
     return request.param, data, sp_cfg, sg_cfg, backend
 
 
@@ -73,22 +78,47 @@ def test_numpy_host_postprocess_matches_reference(case):
 
 def test_superglue_on_reference_features_is_exact(case):
     _, data, _, sg_cfg, backend = case
-    f0, f1 = (Features(data[f"keypoints{i}"], data[f"scores{i}"], data[f"descriptors{i}"],
-                       data[f"image{i}"].shape[::-1]) for i in (0, 1))
+    f0, f1 = (
+        Features(
+            data[f"keypoints{i}"],
+            data[f"scores{i}"],
+            data[f"descriptors{i}"],
+            data[f"image{i}"].shape[::-1],
+        )
+        for i in (0, 1)
+    )
     matches = SuperGlueMatcher(backend, sg_cfg)(f0, f1)
     np.testing.assert_array_equal(matches.matches0, data["matches0"])
     np.testing.assert_array_equal(matches.matches1, data["matches1"])
 
 
-def test_match_pair_cli_reproduces_fixture(tmp_path, freiburg_frames, fixture_files, shared_weights):
+def test_match_pair_cli_reproduces_fixture(
+    tmp_path, freiburg_frames, fixture_files, shared_weights
+):
     """The issue's acceptance command on frames 1 and 2 of the sorted sequence."""
     from spsg_ros.cli.main import main
+
     out = tmp_path / "pair.npz"
     viz = tmp_path / "pair.png"
-    code = main(["match-pair", str(freiburg_frames[0]), str(freiburg_frames[1]),
-                 "--superpoint-weights", str(shared_weights["superpoint"]),
-                 "--superglue-weights", str(shared_weights["superglue"]),
-                 "--max-keypoints", "1024", "--resize", "-1", "--out", str(out), "--viz", str(viz)])
+    code = main(
+        [
+            "match-pair",
+            str(freiburg_frames[0]),
+            str(freiburg_frames[1]),
+            "--superpoint-weights",
+            str(shared_weights["superpoint"]),
+            "--superglue-weights",
+            str(shared_weights["superglue"]),
+            "--max-keypoints",
+            "1024",
+            "--resize",
+            "-1",
+            "--out",
+            str(out),
+            "--viz",
+            str(viz),
+        ]
+    )
     assert code == 0
     got = np.load(out)
     ref = np.load(fixture_files["freiburg_pair_max1024"])
@@ -100,5 +130,6 @@ def test_match_pair_cli_reproduces_fixture(tmp_path, freiburg_frames, fixture_fi
         assert got[key].shape == ref[key].shape
         np.testing.assert_allclose(got[key], ref[key], atol=1e-4, err_msg=key)
     import cv2
+
     picture = cv2.imread(str(viz))
     assert picture is not None and picture.shape[0] == 480 and picture.shape[1] > 1280

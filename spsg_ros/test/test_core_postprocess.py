@@ -1,4 +1,5 @@
 """numpy host post-processing vs the upstream torch post-processing, self-contained."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from spsg_ros.config import ConfigError  # noqa: E402
-from spsg_ros.features.superpoint_post import (detector_scores, postprocess, simple_nms,  # noqa: E402
-                                               superpoint_config)
+from spsg_ros.features.superpoint_post import (
+    detector_scores,
+    postprocess,
+    simple_nms,  # noqa: E402
+    superpoint_config,
+)
 from spsg_ros.networks.superpoint import SuperPoint, reference_postprocess  # noqa: E402
 from spsg_ros.networks.superpoint import simple_nms as torch_nms  # noqa: E402
 
@@ -73,8 +78,8 @@ def test_zero_keypoints(trained_like_net, textured):
 def test_one_keypoint_from_crafted_logits():
     h, w = 6, 7
     semi = np.full((65, h, w), -10.0, np.float32)
-    semi[64] = 10.0                    # every cell "no keypoint"
-    semi[3 * 8 + 5, 2, 4] = 20.0       # one cell votes for pixel (row 8*2+3, col 8*4+5)
+    semi[64] = 10.0  # every cell "no keypoint"
+    semi[3 * 8 + 5, 2, 4] = 20.0  # one cell votes for pixel (row 8*2+3, col 8*4+5)
     desc = np.random.default_rng(0).normal(size=(256, h, w)).astype(np.float32)
     cfg = superpoint_config({})
     ours = postprocess(semi, desc, cfg)
@@ -107,8 +112,16 @@ def test_tiny_image_gives_no_keypoints():
     assert len(f) == 0 and f.image_size == (30, 5)
 
 
-@pytest.mark.parametrize("bad", [{"nms_radius": -1}, {"max_keypoints": -2}, {"keypoint_threshold": "x"},
-                                 {"remove_borders": 1.5}, {"nms_radus": 4}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"nms_radius": -1},
+        {"max_keypoints": -2},
+        {"keypoint_threshold": "x"},
+        {"remove_borders": 1.5},
+        {"nms_radus": 4},
+    ],
+)
 def test_bad_config_names_the_parameter(bad):
     with pytest.raises(ConfigError) as err:
         superpoint_config(bad)

@@ -1,4 +1,5 @@
 """SuperGlue edge cases, host match extraction, and the match-pair command."""
+
 from __future__ import annotations
 
 import cv2
@@ -19,9 +20,12 @@ from spsg_ros.networks.superglue import mutual_matches  # noqa: E402
 
 @pytest.fixture(scope="module")
 def backend(generated_weights):
-    return create_backend("torch", superpoint_weights=generated_weights["superpoint"],
-                          superglue_weights=generated_weights["superglue"],
-                          superglue_config={"sinkhorn_iterations": 20})
+    return create_backend(
+        "torch",
+        superpoint_weights=generated_weights["superpoint"],
+        superglue_weights=generated_weights["superglue"],
+        superglue_config={"sinkhorn_iterations": 20},
+    )
 
 
 def random_features(n: int, seed: int, size=(320, 240)) -> Features:
@@ -80,12 +84,18 @@ def test_unknown_backend_and_missing_cuda(generated_weights):
         create_backend("nope")
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="no CUDA device"):
-            create_backend("torch", superpoint_weights=generated_weights["superpoint"],
-                           superglue_weights=generated_weights["superglue"], device="cuda")
+            create_backend(
+                "torch",
+                superpoint_weights=generated_weights["superpoint"],
+                superglue_weights=generated_weights["superglue"],
+                device="cuda",
+            )
 
 
-@pytest.mark.parametrize("resize,expected", [([-1], (640, 480)), ([320], (320, 240)),
-                                             ([200, 100], (200, 100)), ([-1, -1], (640, 480))])
+@pytest.mark.parametrize(
+    "resize,expected",
+    [([-1], (640, 480)), ([320], (320, 240)), ([200, 100], (200, 100)), ([-1, -1], (640, 480))],
+)
 def test_process_resize_upstream_semantics(resize, expected):
     assert process_resize(640, 480, resize) == expected
 
@@ -97,15 +107,41 @@ def test_match_pair_cli_outputs(tmp_path, generated_weights, textured):
     cv2.imwrite(str(p0), img0)
     cv2.imwrite(str(p1), cv2.cvtColor(img1, cv2.COLOR_GRAY2BGR))  # colour input is read as gray
     out, viz = tmp_path / "out" / "m.npz", tmp_path / "m.png"
-    code = main(["match-pair", str(p0), str(p1), "--resize", "160", "--max-keypoints", "128",
-                 "--superpoint-weights", str(generated_weights["superpoint"]),
-                 "--superglue-weights", str(generated_weights["superglue"]),
-                 "--sinkhorn-iterations", "10", "--out", str(out), "--viz", str(viz)])
+    code = main(
+        [
+            "match-pair",
+            str(p0),
+            str(p1),
+            "--resize",
+            "160",
+            "--max-keypoints",
+            "128",
+            "--superpoint-weights",
+            str(generated_weights["superpoint"]),
+            "--superglue-weights",
+            str(generated_weights["superglue"]),
+            "--sinkhorn-iterations",
+            "10",
+            "--out",
+            str(out),
+            "--viz",
+            str(viz),
+        ]
+    )
     assert code == 0
     data = np.load(out)
-    assert set(data.files) == {"keypoints0", "keypoints1", "scores0", "scores1", "descriptors0",
-                               "descriptors1", "matches0", "matches1", "matching_scores0",
-                               "matching_scores1"}
+    assert set(data.files) == {
+        "keypoints0",
+        "keypoints1",
+        "scores0",
+        "scores1",
+        "descriptors0",
+        "descriptors1",
+        "matches0",
+        "matches1",
+        "matching_scores0",
+        "matching_scores1",
+    }
     n0 = data["keypoints0"].shape[0]
     assert 0 < n0 <= 128 and data["keypoints0"].shape[1] == 2
     assert data["descriptors0"].shape == (256, n0) and data["matches0"].shape == (n0,)
@@ -119,17 +155,32 @@ def test_match_pair_cli_errors_are_clear(tmp_path, capsys, generated_weights):
     cv2.imwrite(str(img), np.zeros((64, 64), np.uint8))
     code = main(["match-pair", str(img), str(tmp_path / "missing.png")])
     assert code == 2 and "missing.png does not exist" in capsys.readouterr().err
-    code = main(["match-pair", str(img), str(img), "--superpoint-weights", str(tmp_path / "x.pth")])
+    code = main(
+        ["match-pair", str(img), str(img), "--superpoint-weights", str(tmp_path / "x.pth")]
+    )
     assert code == 2 and "superpoint weight file not found" in capsys.readouterr().err
-    code = main(["match-pair", str(img), str(img), "--superpoint-weights",
-                 str(generated_weights["superglue"]), "--superglue-weights", str(generated_weights["superglue"])])
+    code = main(
+        [
+            "match-pair",
+            str(img),
+            str(img),
+            "--superpoint-weights",
+            str(generated_weights["superglue"]),
+            "--superglue-weights",
+            str(generated_weights["superglue"]),
+        ]
+    )
     assert code == 2 and "--superglue-weights" in capsys.readouterr().err
 
 
 def test_torch_backend_without_superglue(generated_weights, tmp_path):
     """SuperPoint-only use (nearest-neighbour matching) needs no SuperGlue file."""
-    backend = create_backend("torch", superpoint_weights=generated_weights["superpoint"],
-                             superglue_weights=tmp_path / "absent.pth", load_superglue=False)
+    backend = create_backend(
+        "torch",
+        superpoint_weights=generated_weights["superpoint"],
+        superglue_weights=tmp_path / "absent.pth",
+        load_superglue=False,
+    )
     assert backend.superglue_net is None
     with pytest.raises(BackendUnavailable, match="without SuperGlue"):
         backend.superglue(random_features(3, 1), random_features(3, 2), 0.2)
@@ -137,16 +188,23 @@ def test_torch_backend_without_superglue(generated_weights, tmp_path):
 
 def test_torch_fp16_is_a_cuda_option(generated_weights):
     with pytest.raises(BackendUnavailable, match="fp16 on CUDA devices only"):
-        create_backend("torch", superpoint_weights=generated_weights["superpoint"],
-                       superglue_weights=generated_weights["superglue"], fp16=True)
+        create_backend(
+            "torch",
+            superpoint_weights=generated_weights["superpoint"],
+            superglue_weights=generated_weights["superglue"],
+            fp16=True,
+        )
 
 
 @pytest.mark.hardware
 def test_torch_fp16_on_cuda_agrees_with_fp32(generated_weights, textured):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device (torch fp16 runs on CUDA only)")
-    kwargs = dict(superpoint_weights=generated_weights["superpoint"],
-                  superglue_weights=generated_weights["superglue"], device="cuda")
+    kwargs = dict(
+        superpoint_weights=generated_weights["superpoint"],
+        superglue_weights=generated_weights["superglue"],
+        device="cuda",
+    )
     fp32, fp16 = create_backend("torch", **kwargs), create_backend("torch", fp16=True, **kwargs)
     image = textured(240, 320, seed=4)
     a = SuperPointExtractor(fp32, {"max_keypoints": 256})(image)

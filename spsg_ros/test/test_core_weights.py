@@ -1,4 +1,5 @@
 """Weight files: every mistake gets an actionable error; downloads are verified."""
+
 from __future__ import annotations
 
 import hashlib
@@ -75,7 +76,9 @@ def test_wrong_shapes(tmp_path, generated_weights):
     state["final_proj.weight"] = torch.zeros(128, 256, 1)
     path = tmp_path / "shape.pth"
     torch.save(state, path)
-    with pytest.raises(WeightError, match=r"wrong shapes \(final_proj.weight: file \(128, 256, 1\)"):
+    with pytest.raises(
+        WeightError, match=r"wrong shapes \(final_proj.weight: file \(128, 256, 1\)"
+    ):
         load_superglue(path)
 
 
@@ -105,8 +108,11 @@ def test_download_verifies_git_blob_id(tmp_path, monkeypatch, generated_weights)
     content = generated_weights["superpoint"].read_bytes()
     mirror, blob = _mirror_with(tmp_path, monkeypatch, content)
     entry = W.UPSTREAM_WEIGHTS["superpoint"]
-    monkeypatch.setitem(W.UPSTREAM_WEIGHTS, "superpoint",
-                        W.UpstreamWeights(entry.name, entry.filename, entry.network, blob))
+    monkeypatch.setitem(
+        W.UPSTREAM_WEIGHTS,
+        "superpoint",
+        W.UpstreamWeights(entry.name, entry.filename, entry.network, blob),
+    )
     target = tmp_path / "models"
     paths = W.download_weights(["superpoint"], target, mirror.as_uri(), progress=False)
     assert paths["superpoint"].read_bytes() == content
@@ -132,10 +138,17 @@ def test_download_unreachable_mirror(tmp_path):
 
 
 def test_upstream_blob_ids_are_spec_values():
-    assert W.UPSTREAM_WEIGHTS["superpoint"].git_blob_sha1 == "107a444ca318d487390137d619d49f2f0a3b1ad8"
+    assert (
+        W.UPSTREAM_WEIGHTS["superpoint"].git_blob_sha1
+        == "107a444ca318d487390137d619d49f2f0a3b1ad8"
+    )
     assert W.UPSTREAM_WEIGHTS["indoor"].git_blob_sha1 == "2b54532f1b7321505cac79ee3a2863ef2ab2d163"
-    assert W.UPSTREAM_WEIGHTS["outdoor"].git_blob_sha1 == "5ca3392bd5349790d7bc1c246961fc041b88c1e8"
-    assert W.UPSTREAM_BASE_URL.endswith("magicleap/SuperGluePretrainedNetwork/raw/master/models/weights")
+    assert (
+        W.UPSTREAM_WEIGHTS["outdoor"].git_blob_sha1 == "5ca3392bd5349790d7bc1c246961fc041b88c1e8"
+    )
+    assert W.UPSTREAM_BASE_URL.endswith(
+        "magicleap/SuperGluePretrainedNetwork/raw/master/models/weights"
+    )
 
 
 def test_git_blob_id_matches_git(tmp_path):
@@ -150,9 +163,12 @@ def test_git_blob_id_matches_git(tmp_path):
 def test_weights_dir_with_other_file_names(tmp_path, generated_weights):
     """A folder holding one superpoint*.pth / superglue*.pth (not upstream names) works."""
     import shutil
+
     shutil.copy(generated_weights["superpoint"], tmp_path / "superpoint_finetuned.pth")
     shutil.copy(generated_weights["superglue"], tmp_path / "superglue_mine.pth")
-    assert W.resolve_weights("superpoint", "superpoint", tmp_path).name == "superpoint_finetuned.pth"
+    assert (
+        W.resolve_weights("superpoint", "superpoint", tmp_path).name == "superpoint_finetuned.pth"
+    )
     assert W.resolve_weights("outdoor", "superglue", tmp_path).name == "superglue_mine.pth"
     shutil.copy(generated_weights["superglue"], tmp_path / "superglue_other.pth")
     with pytest.raises(WeightError, match="several candidates"):

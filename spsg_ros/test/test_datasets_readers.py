@@ -1,4 +1,5 @@
 """Dataset readers on small trees written in their real layouts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,18 @@ import numpy as np
 import pytest
 
 from spsg_ros.datasets import DatasetError, detect_kind, open_source
-from spsg_ros.datasets.base import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix, read_intrinsics_yaml
-from spsg_ros.datasets.tartanair import (R_NED_FROM_OPTICAL, ned_to_optical, optical_to_ned,
-                                         write_tartanair_poses)
+from spsg_ros.datasets.base import (
+    matrix_to_quat_xyzw,
+    pose_matrix,
+    quat_xyzw_to_matrix,
+    read_intrinsics_yaml,
+)
+from spsg_ros.datasets.tartanair import (
+    R_NED_FROM_OPTICAL,
+    ned_to_optical,
+    optical_to_ned,
+    write_tartanair_poses,
+)
 
 
 def _image(seed: int, width: int = 160, height: int = 120) -> np.ndarray:
@@ -24,6 +34,7 @@ def _rot_z(deg: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- TartanAir
+
 
 def write_tartanair(root: Path, n: int = 4, stereo: bool = True) -> list[np.ndarray]:
     """NED poses: forward 0.5 m per frame while yawing right 10 degrees per frame."""
@@ -57,9 +68,12 @@ def test_ned_to_optical_known_motion(tmp_path):
     # a yaw to the right (about NED z = down) is a rotation about the optical y axis (down):
     # the camera's optical axis now points forward-right, i.e. towards +x
     z_axis = T1[:3, 2]
-    np.testing.assert_allclose(z_axis, [np.sin(np.radians(10)), 0, np.cos(np.radians(10))], atol=1e-9)
+    np.testing.assert_allclose(
+        z_axis, [np.sin(np.radians(10)), 0, np.cos(np.radians(10))], atol=1e-9
+    )
     np.testing.assert_allclose(T1[:3, 1], [0, 1, 0], atol=1e-9)
-    # relative motion in the camera frame: X_1 = R X_0 + t with t pointing back (-z, camera moved +z)
+    # relative motion in the camera frame: X_1 = R X_0 + t with t pointing back
+    # (-z, camera moved +z)
     T_1_0 = np.linalg.inv(T1) @ T0
     assert T_1_0[2, 3] < 0
     # the conversion is invertible and the mapping matrix is SPEC section 5's
@@ -160,15 +174,21 @@ def write_asl(root: Path, n: int = 5, leica: bool = False) -> list[int]:
     else:
         (mav0 / "state_groundtruth_estimate0").mkdir()
         with open(mav0 / "state_groundtruth_estimate0" / "data.csv", "w") as f:
-            f.write("#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], "
-                    "q_RS_y [], q_RS_z [], v_RS_R_x [m s^-1], v_RS_R_y [m s^-1], v_RS_R_z [m s^-1], "
-                    "b_w_RS_S_x, b_w_RS_S_y, b_w_RS_S_z, b_a_RS_S_x, b_a_RS_S_y, b_a_RS_S_z\n")
+            f.write(
+                "#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], "
+                "q_RS_y [], q_RS_z [], v_RS_R_x [m s^-1], v_RS_R_y [m s^-1], v_RS_R_z [m s^-1], "
+                "b_w_RS_S_x, b_w_RS_S_y, b_w_RS_S_z, b_a_RS_S_x, b_a_RS_S_y, b_a_RS_S_z\n"
+            )
             for k in range(4 * n):  # 200 Hz would be finer; 80 Hz is enough here
                 t = stamps[0] - 12_500_000 + k * 12_500_000
                 yaw = np.radians(2.0 * k)
                 # quaternion about z, written w x y z (ASL order)
-                f.write(f"{t},{0.01 * k:.6f},0.0,1.0,{np.cos(yaw / 2):.9f},0.0,0.0,{np.sin(yaw / 2):.9f},"
-                        + ",".join(["0.0"] * 9) + "\n")
+                f.write(
+                    f"{t},{0.01 * k:.6f},0.0,1.0,"
+                    f"{np.cos(yaw / 2):.9f},0.0,0.0,{np.sin(yaw / 2):.9f},"
+                    + ",".join(["0.0"] * 9)
+                    + "\n"
+                )
     return stamps
 
 
@@ -201,7 +221,8 @@ def test_oivio_leica_position_only(tmp_path):
     assert seq.kind == "asl" and seq.ground_truth_kind == "position" and len(seq) == 3
     frames = list(seq)
     assert len(frames) == 3 and all(f.gt_pose is None for f in frames)
-    # leica sample k at stamps[0] - 25 ms + k * 25 ms; image i at stamps[0] + i * 50 ms -> k = 2i + 1
+    # leica sample k at stamps[0] - 25 ms + k * 25 ms;
+    # image i at stamps[0] + i * 50 ms -> k = 2i + 1
     for i, f in enumerate(frames):
         np.testing.assert_allclose(f.gt_position, [0.1 * (2 * i + 1), 2.0, 0.5], atol=1e-9)
     assert frames[0].stamp_ns == stamps[0]
@@ -215,7 +236,9 @@ def test_asl_errors(tmp_path):
     with pytest.raises(DatasetError, match=r"data.csv: row 1: timestamp 'abc'"):
         open_source(root)
     write_asl(tmp_path / "V2", n=3)
-    (tmp_path / "V2" / "mav0" / "cam0" / "sensor.yaml").write_text("intrinsics: [1, 2]\nresolution: [160, 120]\n")
+    (tmp_path / "V2" / "mav0" / "cam0" / "sensor.yaml").write_text(
+        "intrinsics: [1, 2]\nresolution: [160, 120]\n"
+    )
     with pytest.raises(DatasetError, match="intrinsics needs 4 values"):
         open_source(tmp_path / "V2")
     write_asl(tmp_path / "V3", n=3)
@@ -225,6 +248,7 @@ def test_asl_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- TUM RGB-D
+
 
 def test_tum_nearest_association(tmp_path):
     root = tmp_path / "rgbd_dataset_freiburg1_xyz"
@@ -244,7 +268,9 @@ def test_tum_nearest_association(tmp_path):
     assert seq.kind == "tum" and seq.ground_truth_kind == "pose"
     frames = list(seq)
     assert frames[0].stamp_ns == 1_305_031_102_175_304_000
-    np.testing.assert_allclose(frames[0].camera_info.K[0], [517.3, 0, 318.6])  # freiburg1 calibration
+    np.testing.assert_allclose(
+        frames[0].camera_info.K[0], [517.3, 0, 318.6]
+    )  # freiburg1 calibration
     assert frames[0].camera_info.D.size == 5 and frames[0].encoding == "mono8"
     # image 0 at .175304: nearest GT sample is k = 0 (.178304, 3 ms away)
     assert frames[0].gt_pose[0, 3] == pytest.approx(0.0)
@@ -256,11 +282,14 @@ def test_tum_nearest_association(tmp_path):
     tight = [f.gt_pose is not None for f in open_source(root, max_difference=0.002)]
     assert tight == [False, True, False, False]
     (root / "groundtruth.txt").write_text("1305031102.0 1 2 3 0 0 0\n")
-    with pytest.raises(DatasetError, match="groundtruth.txt:1: expected 'timestamp tx ty tz qx qy qz qw'"):
+    with pytest.raises(
+        DatasetError, match="groundtruth.txt:1: expected 'timestamp tx ty tz qx qy qz qw'"
+    ):
         open_source(root)
 
 
 # ----------------------------------------------------------------------------- folders
+
 
 def test_folder_rate_and_intrinsics_yaml(tmp_path):
     folder = tmp_path / "imgs"
@@ -270,14 +299,20 @@ def test_folder_rate_and_intrinsics_yaml(tmp_path):
         cv2.imwrite(str(folder / f"frame_{i:03d}.png"), colour)
     (folder / "notes.txt").write_text("not an image")
     calib = tmp_path / "cam.yaml"
-    calib.write_text("image_width: 160\nimage_height: 120\ncamera_name: test\n"
-                     "camera_matrix:\n  rows: 3\n  cols: 3\n  data: [150, 0, 79.5, 0, 151, 59.5, 0, 0, 1]\n"
-                     "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n"
-                     "  data: [0.1, -0.2, 0, 0, 0]\n")
+    calib.write_text(
+        "image_width: 160\nimage_height: 120\ncamera_name: test\n"
+        "camera_matrix:\n  rows: 3\n  cols: 3\n  data: [150, 0, 79.5, 0, 151, 59.5, 0, 0, 1]\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n"
+        "  data: [0.1, -0.2, 0, 0, 0]\n"
+    )
     seq = open_source(folder, rate_hz=4.0, intrinsics=calib)
     frames = list(seq)
     assert seq.kind == "folder" and len(frames) == 3
-    assert [Path(f.source).name for f in frames] == ["frame_001.png", "frame_002.png", "frame_003.png"]
+    assert [Path(f.source).name for f in frames] == [
+        "frame_001.png",
+        "frame_002.png",
+        "frame_003.png",
+    ]
     assert [f.stamp_ns for f in frames] == [0, 250_000_000, 500_000_000]
     assert frames[0].encoding == "bgr8" and frames[0].image.shape == (120, 160, 3)
     np.testing.assert_allclose(frames[0].camera_info.K[:2], [[150, 0, 79.5], [0, 151, 59.5]])

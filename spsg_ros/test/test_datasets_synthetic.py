@@ -1,11 +1,20 @@
 """Procedural textured scene: projection consistency, stereo, trajectory, texture richness."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spsg_ros.datasets.synthetic import (STEREO_BASELINE, TARTANAIR_K, SyntheticScene, make_trajectory,
-                                         render, render_stereo, right_camera_pose, rotation_xyz)
+from spsg_ros.datasets.synthetic import (
+    STEREO_BASELINE,
+    TARTANAIR_K,
+    SyntheticScene,
+    make_trajectory,
+    render,
+    render_stereo,
+    right_camera_pose,
+    rotation_xyz,
+)
 
 SMALL_K = np.array([[80.0, 0, 80], [0, 80.0, 60], [0, 0, 1]])
 
@@ -19,8 +28,8 @@ def test_render_shapes_and_determinism(scene):
     pose = np.eye(4)
     image, depth = scene.render_with_depth(pose, SMALL_K, 160, 120)
     assert image.shape == (120, 160) and image.dtype == np.uint8
-    assert np.isfinite(depth).all() and depth.min() > 0.5   # inside a closed room every ray hits
-    assert image.std() > 30                                  # textured, not flat
+    assert np.isfinite(depth).all() and depth.min() > 0.5  # inside a closed room every ray hits
+    assert image.std() > 30  # textured, not flat
     np.testing.assert_array_equal(image, SyntheticScene(seed=0).render(pose, SMALL_K, 160, 120))
     assert not np.array_equal(image, SyntheticScene(seed=1).render(pose, SMALL_K, 160, 120))
     assert render(pose, width=64, height=48).shape == (48, 64)  # TartanAir K, any size
@@ -54,8 +63,12 @@ def test_depth_is_geometrically_consistent(scene):
     # for most points), and the grey levels agree far better than for random pixels
     same_surface = np.abs(depth1[vi, ui] - X1[inside, 2]) < 0.05 * X1[inside, 2]
     assert same_surface.mean() > 0.8
-    diff = np.abs(img1[vi, ui].astype(int) - img0[ys[inside], xs[inside]].astype(int))[same_surface]
-    shuffled = np.abs(np.roll(img1[vi, ui].astype(int), 7) - img0[ys[inside], xs[inside]].astype(int))
+    diff = np.abs(img1[vi, ui].astype(int) - img0[ys[inside], xs[inside]].astype(int))[
+        same_surface
+    ]
+    shuffled = np.abs(
+        np.roll(img1[vi, ui].astype(int), 7) - img0[ys[inside], xs[inside]].astype(int)
+    )
     assert np.median(diff) < 12 and np.median(diff) < 0.5 * np.median(shuffled)
 
 
@@ -74,10 +87,14 @@ def test_trajectory_moves_and_rotates_inside_the_room(scene):
     assert len(poses) == 20
     for T in poses:
         np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
-        assert np.all(T[:3, 3] > scene.bounds[:, 0] + 0.5) and np.all(T[:3, 3] < scene.bounds[:, 1] - 0.5)
+        assert np.all(T[:3, 3] > scene.bounds[:, 0] + 0.5) and np.all(
+            T[:3, 3] < scene.bounds[:, 1] - 0.5
+        )
     steps = [np.linalg.norm(b[:3, 3] - a[:3, 3]) for a, b in zip(poses, poses[1:])]
-    angles = [np.degrees(np.arccos(np.clip((np.trace(a[:3, :3].T @ b[:3, :3]) - 1) / 2, -1, 1)))
-              for a, b in zip(poses, poses[1:])]
+    angles = [
+        np.degrees(np.arccos(np.clip((np.trace(a[:3, :3].T @ b[:3, :3]) - 1) / 2, -1, 1)))
+        for a, b in zip(poses, poses[1:])
+    ]
     assert 0.05 < np.mean(steps) < 0.2
     assert 0.3 < np.mean(angles) < 3.0
     with pytest.raises(ValueError):
@@ -87,8 +104,13 @@ def test_trajectory_moves_and_rotates_inside_the_room(scene):
 def test_texture_gives_superpoint_plenty_of_keypoints(scene, shared_weights):
     from spsg_ros.backends import create_backend
     from spsg_ros.features.extractor import SuperPointExtractor
-    backend = create_backend("torch", superpoint_weights=shared_weights["superpoint"], load_superglue=False,
-                             superglue_weights=shared_weights["superglue"])
+
+    backend = create_backend(
+        "torch",
+        superpoint_weights=shared_weights["superpoint"],
+        load_superglue=False,
+        superglue_weights=shared_weights["superglue"],
+    )
     K = TARTANAIR_K.copy()
     K[:2] *= 0.5
     image = scene.render(make_trajectory(1)[0], K, 320, 240)

@@ -1,5 +1,6 @@
 """SPEC section 3 pairs evaluation: file parsing, geometry of the protocol, and
 `spsg-ros evaluate-pairs` on rendered pairs whose relative pose is known."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,17 @@ import numpy as np
 import pytest
 
 from spsg_ros.datasets.base import pose_matrix
-from spsg_ros.evaluation.pairs import (PairEntry, PairsFileError, estimate_pose, evaluate_matches,
-                                       load_pair_images, parse_pairs_file, scale_intrinsics,
-                                       summarise, symmetric_epipolar_error)
+from spsg_ros.evaluation.pairs import (
+    PairEntry,
+    PairsFileError,
+    estimate_pose,
+    evaluate_matches,
+    load_pair_images,
+    parse_pairs_file,
+    scale_intrinsics,
+    summarise,
+    symmetric_epipolar_error,
+)
 
 K = np.array([[320.0, 0, 320], [0, 320, 240], [0, 0, 1]])
 
@@ -46,7 +55,13 @@ def test_parse_pairs_file(tmp_path):
     path = tmp_path / "pairs.txt"
     path.write_text("# comment\n\n" + _pair_line("a.png", "b.png", T, rot1=1) + "\n")
     (entry,) = parse_pairs_file(path)
-    assert (entry.name0, entry.name1, entry.rot0, entry.rot1, entry.line) == ("a.png", "b.png", 0, 1, 3)
+    assert (entry.name0, entry.name1, entry.rot0, entry.rot1, entry.line) == (
+        "a.png",
+        "b.png",
+        0,
+        1,
+        3,
+    )
     np.testing.assert_allclose(entry.K0, K)
     np.testing.assert_allclose(entry.T_0to1, T)
     path.write_text("a.png b.png 0 0 1 2 3\n")
@@ -88,7 +103,9 @@ def test_exact_correspondences_give_perfect_scores():
     assert math.isinf(none.pose_err_deg) and none.precision == 1.0
     summary = summarise([result, none])
     assert summary["auc@20"] == pytest.approx(50.0, abs=0.5) and summary["pairs_without_pose"] == 1
-    assert summary["precision"] == pytest.approx(100.0) and summary["mean_matches"] == pytest.approx(102.0)
+    assert summary["precision"] == pytest.approx(100.0) and summary[
+        "mean_matches"
+    ] == pytest.approx(102.0)
 
 
 def test_resize_and_rotation_bookkeeping(tmp_path):
@@ -107,8 +124,9 @@ def test_resize_and_rotation_bookkeeping(tmp_path):
     np.testing.assert_allclose(K0, K)  # intrinsics scaled by the resize (1280 -> 640)
     # np.rot90 (counter-clockwise) moves pixel (x, y) of a 640-wide image to (y, 639 - x)
     q1 = np.c_[k1[:, 1], 639.0 - k1[:, 0]]
-    np.testing.assert_array_equal(image1[int(q1[0, 1]), int(q1[0, 0])],
-                                  canvas[int(k1[0, 1]), int(k1[0, 0])])
+    np.testing.assert_array_equal(
+        image1[int(q1[0, 1]), int(q1[0, 0])], canvas[int(k1[0, 1]), int(k1[0, 0])]
+    )
     assert symmetric_epipolar_error(k0, q1, T_loaded, K0, K1).max() < 1e-10
     # without the rotation bookkeeping the same points would not fit
     assert symmetric_epipolar_error(k0, q1, T, K, K).max() > 1e-3
@@ -119,6 +137,7 @@ def test_resize_and_rotation_bookkeeping(tmp_path):
 
 def _render_pairs(folder: Path, count: int = 4):
     from spsg_ros.datasets.synthetic import make_trajectory, render
+
     folder.mkdir(parents=True, exist_ok=True)
     poses = make_trajectory(count + 3, step=0.1, rotation_deg=2.0)
     lines = []
@@ -136,13 +155,33 @@ def test_evaluate_pairs_cli_on_rendered_pairs(tmp_path, shared_weights, capsys):
     """Rendered views 0.3 m and ~6 degrees apart with their true relative pose: with
     trained SuperPoint and NN matching the protocol must find the poses (high AUC)."""
     from spsg_ros.cli.main import main
+
     pairs = _render_pairs(tmp_path / "imgs", count=3)
     out = tmp_path / "res.json"
-    code = main(["evaluate-pairs", str(pairs), "--images", str(tmp_path / "imgs"), "--resize", "320", "240",
-                 "--matcher", "nn", "--superpoint-weights", str(shared_weights["superpoint"]),
-                 "--superglue-weights", str(shared_weights["superglue"]),
-                 "--max-keypoints", "512", "--json", str(out), "--plot", str(tmp_path / "recall.png"),
-                 "--no-progress"])
+    code = main(
+        [
+            "evaluate-pairs",
+            str(pairs),
+            "--images",
+            str(tmp_path / "imgs"),
+            "--resize",
+            "320",
+            "240",
+            "--matcher",
+            "nn",
+            "--superpoint-weights",
+            str(shared_weights["superpoint"]),
+            "--superglue-weights",
+            str(shared_weights["superglue"]),
+            "--max-keypoints",
+            "512",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "recall.png"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "AUC@5" in printed and "Prec" in printed
@@ -158,10 +197,28 @@ def test_evaluate_pairs_cli_on_rendered_pairs(tmp_path, shared_weights, capsys):
     wrong = [" ".join(line.split()[:22] + [f"{v:g}" for v in np.eye(4).ravel()]) for line in lines]
     wrong_pairs = tmp_path / "imgs" / "wrong.txt"
     wrong_pairs.write_text("\n".join(wrong) + "\n")
-    code = main(["evaluate-pairs", str(wrong_pairs), "--images", str(tmp_path / "imgs"), "--resize", "320", "240",
-                 "--matcher", "nn", "--superpoint-weights", str(shared_weights["superpoint"]),
-                 "--superglue-weights", str(shared_weights["superglue"]),
-                 "--max-keypoints", "512", "--json", str(out), "--no-progress"])
+    code = main(
+        [
+            "evaluate-pairs",
+            str(wrong_pairs),
+            "--images",
+            str(tmp_path / "imgs"),
+            "--resize",
+            "320",
+            "240",
+            "--matcher",
+            "nn",
+            "--superpoint-weights",
+            str(shared_weights["superpoint"]),
+            "--superglue-weights",
+            str(shared_weights["superglue"]),
+            "--max-keypoints",
+            "512",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     bad = json.loads(out.read_text())["summary"]
     assert bad["auc@20"] < 5.0 and bad["precision"] < s["precision"]
@@ -169,18 +226,43 @@ def test_evaluate_pairs_cli_on_rendered_pairs(tmp_path, shared_weights, capsys):
 
 def test_evaluate_pairs_cli_errors(tmp_path, generated_weights, capsys):
     from spsg_ros.cli.main import main
+
     T = np.eye(4)
     T[0, 3] = 0.1
     (tmp_path / "pairs.txt").write_text(_pair_line("missing0.png", "missing1.png", T) + "\n")
-    code = main(["evaluate-pairs", str(tmp_path / "pairs.txt"), "--images", str(tmp_path), "--matcher", "nn",
-                 "--superpoint-weights", str(generated_weights["superpoint"]),
-                 "--superglue-weights", str(generated_weights["superglue"]), "--no-progress"])
+    code = main(
+        [
+            "evaluate-pairs",
+            str(tmp_path / "pairs.txt"),
+            "--images",
+            str(tmp_path),
+            "--matcher",
+            "nn",
+            "--superpoint-weights",
+            str(generated_weights["superpoint"]),
+            "--superglue-weights",
+            str(generated_weights["superglue"]),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "2 image(s) of the pairs file missing" in capsys.readouterr().err
     (tmp_path / "missing0.png").write_bytes(b"broken")
     (tmp_path / "missing1.png").write_bytes(b"broken")
-    code = main(["evaluate-pairs", str(tmp_path / "pairs.txt"), "--images", str(tmp_path), "--matcher", "nn",
-                 "--superpoint-weights", str(generated_weights["superpoint"]),
-                 "--superglue-weights", str(generated_weights["superglue"]), "--no-progress"])
+    code = main(
+        [
+            "evaluate-pairs",
+            str(tmp_path / "pairs.txt"),
+            "--images",
+            str(tmp_path),
+            "--matcher",
+            "nn",
+            "--superpoint-weights",
+            str(generated_weights["superpoint"]),
+            "--superglue-weights",
+            str(generated_weights["superglue"]),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "pair on line 1" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Pose accuracy measures: AUC (SPEC section 3), pair errors, chained trajectories, RPE, ATE."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,14 @@ import numpy as np
 import pytest
 
 from spsg_ros.datasets.base import pose_matrix, quat_xyzw_to_matrix
-from spsg_ros.evaluation.pose import (SequenceAccuracy, absolute_trajectory_error, pose_auc,
-                                      relative_pose_error, trajectory_rpe, umeyama_alignment)
+from spsg_ros.evaluation.pose import (
+    SequenceAccuracy,
+    absolute_trajectory_error,
+    pose_auc,
+    relative_pose_error,
+    trajectory_rpe,
+    umeyama_alignment,
+)
 
 
 def _rot_y(deg):
@@ -40,7 +47,11 @@ def test_auc_known_values():
     recall = np.searchsorted(np.sort(errors), grid, side="right") / len(errors)
     # piecewise-linear interpolation of the recall between sorted errors is what the
     # trapezoid integrates; the step curve integral bounds it from below
-    step_auc = np.trapezoid(recall, grid) / 20 if hasattr(np, "trapezoid") else np.trapz(recall, grid) / 20
+    step_auc = (
+        np.trapezoid(recall, grid) / 20
+        if hasattr(np, "trapezoid")
+        else np.trapz(recall, grid) / 20
+    )
     assert step_auc <= pose_auc(errors, [20.0])[0] <= step_auc + 1.0 / len(errors)
 
 
@@ -55,13 +66,17 @@ def test_relative_pose_error_mono_and_stereo():
     assert math.isnan(e.translation_m) and e.gt_motion_m == pytest.approx(0.2)
     # opposite direction: 180 deg, folded (SPEC section 3) to 0 for the AUC error
     e = relative_pose_error(pose_matrix(_rot_y(5.0), [0, 0, 1.0]), T_gt, metric=False)
-    assert e.translation_dir_deg == pytest.approx(180.0) and e.pose_error_deg == pytest.approx(0.0, abs=1e-6)
+    assert e.translation_dir_deg == pytest.approx(180.0) and e.pose_error_deg == pytest.approx(
+        0.0, abs=1e-6
+    )
     # metric (stereo): translation error in metres
     e = relative_pose_error(pose_matrix(_rot_y(5.0), [0.0, 0.03, -0.2]), T_gt, metric=True)
     assert e.translation_m == pytest.approx(0.03) and e.translation_rel == pytest.approx(0.15)
     # no pose: infinite error; no ground-truth motion: direction undefined
     assert math.isinf(relative_pose_error(None, T_gt, metric=False).pose_error_deg)
-    still = relative_pose_error(pose_matrix(_rot_y(2.0), [1, 0, 0]), pose_matrix(_rot_y(0.0), [0, 0, 0]), False)
+    still = relative_pose_error(
+        pose_matrix(_rot_y(2.0), [1, 0, 0]), pose_matrix(_rot_y(0.0), [0, 0, 0]), False
+    )
     assert math.isnan(still.translation_dir_deg) and still.pose_error_deg == pytest.approx(2.0)
 
 
@@ -69,7 +84,9 @@ def _poses(n=6, seed=0):
     rng = np.random.default_rng(seed)
     poses = [np.eye(4)]
     for _ in range(n - 1):
-        step = pose_matrix(quat_xyzw_to_matrix(np.r_[rng.normal(0, 0.02, 3), 1.0]), rng.normal(0, 0.1, 3))
+        step = pose_matrix(
+            quat_xyzw_to_matrix(np.r_[rng.normal(0, 0.02, 3), 1.0]), rng.normal(0, 0.1, 3)
+        )
         poses.append(poses[-1] @ step)
     return poses
 
@@ -116,7 +133,9 @@ def test_rpe_and_ate_known_offsets():
     W = pose_matrix(_rot_y(40.0), [5, -1, 2])
     est = [W @ T for T in ref]
     assert trajectory_rpe(est, ref)["rpe_trans_rmse_m"] == pytest.approx(0.0, abs=1e-9)
-    ate = absolute_trajectory_error(np.array([T[:3, 3] for T in est]), np.array([T[:3, 3] for T in ref]), False)
+    ate = absolute_trajectory_error(
+        np.array([T[:3, 3] for T in est]), np.array([T[:3, 3] for T in ref]), False
+    )
     assert ate["ate_rmse_m"] == pytest.approx(0.0, abs=1e-9)
     # a scaled copy needs the similarity alignment; its scale is recovered
     src = np.array([T[:3, 3] for T in ref])

@@ -1,4 +1,5 @@
 """ATC command generation: parse the command lines and check them against the sidecars."""
+
 from __future__ import annotations
 
 import json
@@ -6,18 +7,30 @@ import shlex
 
 import pytest
 
-from spsg_ros.export import atc, contract
+from spsg_ros.export import atc
+from spsg_ros.networks import contract
 
 
 def sidecar(network: str, **kw) -> dict:
     if network == "superpoint":
         h, w = kw.get("size", (None, None))
-        return {"format": contract.SIDECAR_FORMAT, "version": 1, "network": "superpoint",
-                "config": {"descriptor_dim": 256}, "image_size": None if h is None else [w, h],
-                **contract.superpoint_io(h, w, 256)}
+        return {
+            "format": contract.SIDECAR_FORMAT,
+            "version": 1,
+            "network": "superpoint",
+            "config": {"descriptor_dim": 256},
+            "image_size": None if h is None else [w, h],
+            **contract.superpoint_io(h, w, 256),
+        }
     k = kw.get("k")
-    return {"format": contract.SIDECAR_FORMAT, "version": 1, "network": "superglue", "num_slots": k,
-            "config": {"descriptor_dim": 256}, **contract.superglue_io(k, 256)}
+    return {
+        "format": contract.SIDECAR_FORMAT,
+        "version": 1,
+        "network": "superglue",
+        "num_slots": k,
+        "config": {"descriptor_dim": 256},
+        **contract.superglue_io(k, 256),
+    }
 
 
 def parse(command: str) -> tuple[str, dict[str, str]]:
@@ -63,14 +76,21 @@ def test_static_superpoint(tmp_path):
 
 def test_static_superglue_shapes_match_sidecar(tmp_path):
     meta = sidecar("superglue", k=1024)
-    for command in atc.atc_commands(tmp_path / "superglue_k1024.onnx", meta, output_dir=tmp_path / "om"):
+    for command in atc.atc_commands(
+        tmp_path / "superglue_k1024.onnx", meta, output_dir=tmp_path / "om"
+    ):
         _, flags = parse(command)
         assert flags["input_format"] == "ND"
         shapes = parse_shapes(flags["input_shape"])
-        assert list(shapes) == [e["name"] for e in meta["inputs"]] == list(contract.SUPERGLUE_INPUTS)
+        assert (
+            list(shapes) == [e["name"] for e in meta["inputs"]] == list(contract.SUPERGLUE_INPUTS)
+        )
         for entry in meta["inputs"]:
             assert shapes[entry["name"]] == expected_dims(entry["shape"])
-        assert shapes["descriptors0"] == ["1", "256", "1024"] and shapes["image_size1"] == ["1", "2"]
+        assert shapes["descriptors0"] == ["1", "256", "1024"] and shapes["image_size1"] == [
+            "1",
+            "2",
+        ]
         assert flags["output"].startswith(str(tmp_path / "om" / "superglue_k1024_Ascend"))
 
 
@@ -99,8 +119,10 @@ def test_dynamic_superglue_gears(tmp_path):
 
 def test_shape_ranges_only_where_the_chip_has_them(tmp_path):
     meta = sidecar("superglue", k=None)
-    plans = {p.soc_version: p for p in atc.atc_plans(tmp_path / "sg.onnx", meta, shape_ranges=True,
-                                                     k_gears=[256, 2048])}
+    plans = {
+        p.soc_version: p
+        for p in atc.atc_plans(tmp_path / "sg.onnx", meta, shape_ranges=True, k_gears=[256, 2048])
+    }
     assert plans["Ascend310P3"].mode == "dymshape"
     assert "1~2048" in parse(plans["Ascend310P3"].command)[1]["input_shape"]
     assert "dynamic_dims" not in parse(plans["Ascend310P3"].command)[1]
@@ -109,18 +131,24 @@ def test_shape_ranges_only_where_the_chip_has_them(tmp_path):
         assert plans[soc].mode == "dymdims" and "~" not in flags["input_shape"]
         assert flags["dynamic_dims"] == ";".join(",".join([str(k)] * 8) for k in (256, 2048))
     sp = sidecar("superpoint")
-    plans = {p.soc_version: p for p in atc.atc_plans(tmp_path / "sp.onnx", sp, shape_ranges=True,
-                                                     image_sizes=[(240, 320), (480, 640)])}
-    assert parse_shapes(parse(plans["Ascend310P3"].command)[1]["input_shape"]) == \
-        {"image": ["1", "1", "240~480", "320~640"]}
+    plans = {
+        p.soc_version: p
+        for p in atc.atc_plans(
+            tmp_path / "sp.onnx", sp, shape_ranges=True, image_sizes=[(240, 320), (480, 640)]
+        )
+    }
+    assert parse_shapes(parse(plans["Ascend310P3"].command)[1]["input_shape"]) == {
+        "image": ["1", "1", "240~480", "320~640"]
+    }
     assert parse(plans["Ascend310"].command)[1]["dynamic_dims"] == "240,320;480,640"
 
 
 def test_dynamic_superpoint_sizes():
     sp = sidecar("superpoint")
     (one,) = atc.atc_plans("sp.onnx", sp, ["Ascend310"], image_sizes=[(480, 640)])
-    assert one.mode == "static" and parse_shapes(parse(one.command)[1]["input_shape"])["image"] == \
-        ["1", "1", "480", "640"]
+    assert one.mode == "static" and parse_shapes(parse(one.command)[1]["input_shape"])[
+        "image"
+    ] == ["1", "1", "480", "640"]
     (gears,) = atc.atc_plans("sp.onnx", sp, ["Ascend310B1"], image_sizes=[(480, 640), (240, 320)])
     _, flags = parse(gears.command)
     assert gears.mode == "dymdims" and flags["input_format"] == "ND"
@@ -131,17 +159,30 @@ def test_dynamic_superpoint_sizes():
     with pytest.raises(atc.AtcError, match="multiples of 8"):
         atc.atc_commands("sp.onnx", sp, ["Ascend310"], image_sizes=[(481, 640)])
     with pytest.raises(atc.AtcError, match="static for 480x640"):
-        atc.atc_commands("sp.onnx", sidecar("superpoint", size=(480, 640)), image_sizes=[(240, 320)])
+        atc.atc_commands(
+            "sp.onnx", sidecar("superpoint", size=(480, 640)), image_sizes=[(240, 320)]
+        )
     # a static model among several exported sizes: its own size only
-    (plan,) = atc.atc_plans("sp.onnx", sidecar("superpoint", size=(480, 640)), ["Ascend310"],
-                            image_sizes=[(240, 320), (480, 640)])
+    (plan,) = atc.atc_plans(
+        "sp.onnx",
+        sidecar("superpoint", size=(480, 640)),
+        ["Ascend310"],
+        image_sizes=[(240, 320), (480, 640)],
+    )
     assert plan.mode == "static" and plan.input_shape == {"image": [1, 1, 480, 640]}
 
 
 def test_options_and_errors(tmp_path):
     meta = sidecar("superpoint", size=(240, 320))
-    (command,) = atc.atc_commands("m.onnx", meta, ["Ascend310P3"], precision_mode="force_fp16",
-                                  log_level="info", atc="/opt/atc", extra_args=["--op_select_implmode=high_precision"])
+    (command,) = atc.atc_commands(
+        "m.onnx",
+        meta,
+        ["Ascend310P3"],
+        precision_mode="force_fp16",
+        log_level="info",
+        atc="/opt/atc",
+        extra_args=["--op_select_implmode=high_precision"],
+    )
     exe, flags = parse(command)
     assert exe == "/opt/atc" and flags["precision_mode"] == "force_fp16" and flags["log"] == "info"
     assert flags["op_select_implmode"] == "high_precision"
@@ -165,10 +206,17 @@ def test_reads_the_sidecar_and_writes_om_sidecars(tmp_path):
     onnx.write_bytes(b"")
     meta = sidecar("superglue", k=None)
     contract.write_sidecar(onnx, {k: v for k, v in meta.items() if k not in ("format", "version")})
-    plans = atc.atc_plans(onnx, None, ["Ascend310B1"], k_gears=[128, 256])  # sidecar read from disk
-    exported_meta = {k: v for k, v in contract.read_sidecar(onnx).items() if k not in ("format", "version")}
+    plans = atc.atc_plans(
+        onnx, None, ["Ascend310B1"], k_gears=[128, 256]
+    )  # sidecar read from disk
+    exported_meta = {
+        k: v for k, v in contract.read_sidecar(onnx).items() if k not in ("format", "version")
+    }
     (path,) = atc.write_om_sidecars(plans, exported_meta)  # as the exporter's ExportedModel.meta
-    assert path == tmp_path / "superglue_dynamic_Ascend310B1.json" and plans[0].om_path.suffix == ".om"
+    assert (
+        path == tmp_path / "superglue_dynamic_Ascend310B1.json"
+        and plans[0].om_path.suffix == ".om"
+    )
     om_meta = contract.read_sidecar(plans[0].om_path, "superglue")  # the ascend backend reads this
     assert om_meta["om"]["mode"] == "dymdims" and om_meta["om"]["soc_version"] == "Ascend310B1"
     assert [g["mask0"] for g in om_meta["om"]["gears"]] == [[1, 128], [1, 256]]
@@ -182,11 +230,18 @@ def test_commands_for_exported_models(generated_weights, tmp_path):
     """Against the exporter's real sidecars (and ONNX input names)."""
     pytest.importorskip("torch")
     onnx_mod = pytest.importorskip("onnx")
-    from spsg_ros.export.onnx_export import export_superpoint
-    model = export_superpoint(tmp_path / "superpoint_240x320.onnx", generated_weights["superpoint"],
-                              height=240, width=320)
-    graph_inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
-                    for i in onnx_mod.load(str(model.path)).graph.input}
+    from spsg_ros.networks.onnx_export import export_superpoint
+
+    model = export_superpoint(
+        tmp_path / "superpoint_240x320.onnx",
+        generated_weights["superpoint"],
+        height=240,
+        width=320,
+    )
+    graph_inputs = {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in onnx_mod.load(str(model.path)).graph.input
+    }
     for command in atc.atc_commands(model.path):
         shapes = parse_shapes(parse(command)[1]["input_shape"])
         assert {n: [int(d) for d in dims] for n, dims in shapes.items()} == graph_inputs

@@ -22,13 +22,16 @@ try:
 except ImportError:
     main_with_errors = None
 
-pytestmark = [pytest.mark.ros, pytest.mark.skipif(
-    main_with_errors is None, reason='ament_flake8 not installed: it comes with ROS 2')]
+pytestmark = [
+    pytest.mark.ros,
+    pytest.mark.skipif(
+        main_with_errors is None, reason='ament_flake8 not installed: it comes with ROS 2'
+    ),
+]
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8():
     rc, errors = main_with_errors(argv=[str(p) for p in ros_style_files()])
-    assert rc == 0, \
-        'Found %d code style errors / warnings:\n' % len(errors) + '\n'.join(errors)
+    assert rc == 0, 'Found %d code style errors / warnings:\n' % len(errors) + '\n'.join(errors)

@@ -1,5 +1,6 @@
 """Frontend plumbing: backend call counts, match convention, coordinates, pairing modes,
 and every robustness case (flagged results, never an exception out of process)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ class CountingBackend(Backend):
     def __init__(self, inner: Backend, batch: bool = True):
         self.inner = inner
         self.supports_batch = batch
-        self.superpoint_calls: list[int] = []   # images per call
+        self.superpoint_calls: list[int] = []  # images per call
         self.superglue_calls = 0
 
     def superpoint_dense(self, images):
@@ -45,8 +46,12 @@ class CountingBackend(Backend):
 @pytest.fixture(scope="module")
 def torch_backend(shared_weights):
     from spsg_ros.backends import create_backend
-    return create_backend("torch", superpoint_weights=shared_weights["superpoint"],
-                          superglue_weights=shared_weights["superglue"])
+
+    return create_backend(
+        "torch",
+        superpoint_weights=shared_weights["superpoint"],
+        superglue_weights=shared_weights["superglue"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +67,29 @@ def _frontend(backend, **cfg):
 
 
 def _frame(image, i, encoding="mono8", info=True, **kw):
-    return Frame(image, stamp_ns=1000 + i, frame_id=f"f{i}", encoding=encoding,
-                 camera_info=CameraInfo(K=K_SMALL, width=W, height=H) if info else None, **kw)
+    return Frame(
+        image,
+        stamp_ns=1000 + i,
+        frame_id=f"f{i}",
+        encoding=encoding,
+        camera_info=CameraInfo(K=K_SMALL, width=W, height=H) if info else None,
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------- call counts
 
+
 def test_one_superpoint_image_per_image_and_one_superglue_per_pair(torch_backend, images):
     counting = CountingBackend(torch_backend)
-    fe = _frontend(counting, superpoint={"max_keypoints": 48})  # few keypoints: SuperGlue is costly
+    fe = _frontend(
+        counting, superpoint={"max_keypoints": 48}
+    )  # few keypoints: SuperGlue is costly
     for i, img in enumerate(images[:3]):
         result = fe.process(_frame(img, i))
         assert result.ok, result.status
     assert counting.superpoint_calls == [1, 1, 1]
-    assert counting.superglue_calls == 2          # pairs (0,1) and (1,2)
+    assert counting.superglue_calls == 2  # pairs (0,1) and (1,2)
     fe.reset()
     counting.superpoint_calls.clear()
     counting.superglue_calls = 0
@@ -84,7 +98,7 @@ def test_one_superpoint_image_per_image_and_one_superglue_per_pair(torch_backend
         assert result.ok, result.status
         assert result.stereo_matches is not None and result.right_features is not None
     assert counting.superpoint_calls == [2, 2, 2]  # left and right in one batched call
-    assert counting.superglue_calls == 2 + 3       # left-left pairs + left-right pairs
+    assert counting.superglue_calls == 2 + 3  # left-left pairs + left-right pairs
     # a backend that cannot batch gets one image per call, still once per image
     single = CountingBackend(torch_backend, batch=False)
     _frontend(single, matcher="nn").process_stereo(_frame(images[0], 0), _frame(images[1], 0))
@@ -101,11 +115,12 @@ def test_nn_matcher_runs_no_superglue(torch_backend, images):
 
 # ---------------------------------------------------------------- conventions
 
+
 def test_match_convention_and_original_coordinates(torch_backend, images):
     """Current = reference shifted 8 px right: matches0[i] is the reference keypoint of
     current keypoint i, and keypoints are in the original image's pixels despite a resize."""
     big = np.kron(images[0], np.ones((2, 2), np.uint8))  # 640x480
-    ref_img, cur_img = big[:, 16:624], big[:, 0:608]    # content moves right by 16 px
+    ref_img, cur_img = big[:, 16:624], big[:, 0:608]  # content moves right by 16 px
     fe = _frontend(torch_backend, matcher="nn", preprocess={"resize": [304, 240]})
     r0 = fe.process(Frame(np.ascontiguousarray(ref_img), 1, "a"))
     r1 = fe.process(Frame(np.ascontiguousarray(cur_img), 2, "b"))
@@ -136,8 +151,10 @@ def test_keyframe_pairing(torch_backend, images):
     r1 = fe.process(_frame(images[1], 1))
     r2 = fe.process(_frame(images[2], 2))
     assert r0.is_keyframe and not r1.is_keyframe
-    assert r1.ref_stamp_ns == r2.ref_stamp_ns == 1000          # both against the keyframe
-    other = SyntheticScene(seed=9).render(np.eye(4), K_SMALL, W, H)  # unrelated view: tracking lost
+    assert r1.ref_stamp_ns == r2.ref_stamp_ns == 1000  # both against the keyframe
+    other = SyntheticScene(seed=9).render(
+        np.eye(4), K_SMALL, W, H
+    )  # unrelated view: tracking lost
     r3 = fe.process(_frame(other, 3))
     assert r3.ref_stamp_ns == 1000 and r3.is_keyframe
     r4 = fe.process(_frame(images[3], 4))
@@ -151,16 +168,21 @@ def test_keyframe_pairing(torch_backend, images):
 
 # ---------------------------------------------------------------- robustness
 
-@pytest.mark.parametrize("image, encoding, message", [
-    (np.zeros((0, 0), np.uint8), "mono8", "empty image"),
-    (np.zeros((0, 640), np.uint8), "mono8", "empty image"),
-    (np.zeros((12, 12), np.uint8), "mono8", "too small"),
-    (np.full((64, 64), np.nan, np.float32), "mono8", "NaN"),
-    (np.zeros((64, 64), np.int32), "mono8", "dtype int32"),
-    (np.zeros((64, 64), np.float64), "mono16", "dtype float64"),
-    (np.zeros((64, 64, 3), np.uint8), "yuv422", "unsupported encoding"),
-    (None, "mono8", "no image"),
-])
+
+@pytest.mark.parametrize(
+    "image, encoding, message",
+    [
+        (np.zeros((0, 0), np.uint8), "mono8", "empty image"),
+        (np.zeros((0, 640), np.uint8), "mono8", "empty image"),
+        (np.zeros((12, 12), np.uint8), "mono8", "too small"),
+        (np.full((64, 64), np.nan, np.float32), "mono8", "NaN"),
+        (np.zeros((64, 64), np.int32), "mono8", "dtype int32"),
+        (np.zeros((64, 64), np.float64), "mono16", "dtype float64"),
+        (np.zeros((64, 64, 3), np.uint8), "32FC1", "unsupported image encoding"),
+        (np.zeros((64, 64, 3), np.uint8), "yuv422", "does not fit encoding yuv422"),
+        (None, "mono8", "no image"),
+    ],
+)
 def test_bad_frames_are_flagged_not_raised(primed, image, encoding, message):
     fe, counting = primed
     r = fe.process(Frame(image, 7, "bad", encoding))
@@ -193,7 +215,9 @@ def test_black_frame_gives_zero_keypoints_and_keeps_reference(torch_backend, ima
     r = fe.process(_frame(np.zeros((H, W), np.uint8), 1))
     assert not r.ok and "no keypoints" in r.status
     assert r.metrics.num_kp == 0 and r.metrics.match_prec == 0.0 and r.metrics.outlier_prec == 1.0
-    assert r.ref_stamp_ns == 1000 and not r.pose.valid and r.pose.status.startswith("too few matches")
+    assert (
+        r.ref_stamp_ns == 1000 and not r.pose.valid and r.pose.status.startswith("too few matches")
+    )
     r = fe.process(_frame(images[1], 2))
     assert r.ok and r.ref_stamp_ns == 1000
 
@@ -230,8 +254,9 @@ def test_color_encodings_and_mono16_run(torch_backend, images):
     rgb = np.dstack([images[0]] * 3)
     r_rgb = fe.process(Frame(rgb, 1, encoding="rgb8"))
     fe.reset()
-    r_bgra = fe.process(Frame(np.dstack([images[0]] * 3 + [np.full((H, W), 255, np.uint8)]), 2,
-                              encoding="bgra8"))
+    r_bgra = fe.process(
+        Frame(np.dstack([images[0]] * 3 + [np.full((H, W), 255, np.uint8)]), 2, encoding="bgra8")
+    )
     fe.reset()
     r16 = fe.process(Frame(images[0].astype(np.uint16) * 257, 3, encoding="mono16"))
     assert r_rgb.ok and r_bgra.ok and r16.ok

@@ -3,16 +3,27 @@
 TartanAir camera (640x480, f = 320, 0.25 m stereo baseline); the trajectory moves
 about 0.15-0.2 m and rotates about 2 degrees per frame.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spsg_ros.datasets.synthetic import (STEREO_BASELINE, TARTANAIR_K, TARTANAIR_SIZE, SyntheticScene,
-                                         make_trajectory, right_camera_pose)
+from spsg_ros.datasets.synthetic import (
+    STEREO_BASELINE,
+    TARTANAIR_K,
+    TARTANAIR_SIZE,
+    SyntheticScene,
+    make_trajectory,
+    right_camera_pose,
+)
 from spsg_ros.frontend import CameraInfo, Frame, Frontend
-from spsg_ros.geometry import (relative_pose, rotation_error_deg, translation_angle_deg,
-                               translation_relative_error)
+from spsg_ros.geometry import (
+    relative_pose,
+    rotation_error_deg,
+    translation_angle_deg,
+    translation_relative_error,
+)
 
 W, H = TARTANAIR_SIZE
 N_FRAMES = 3
@@ -30,8 +41,12 @@ def sequence():
 @pytest.fixture(scope="module")
 def backend(shared_weights):
     from spsg_ros.backends import create_backend
-    return create_backend("torch", superpoint_weights=shared_weights["superpoint"],
-                          superglue_weights=shared_weights["superglue"])
+
+    return create_backend(
+        "torch",
+        superpoint_weights=shared_weights["superpoint"],
+        superglue_weights=shared_weights["superglue"],
+    )
 
 
 CONFIG = {"matcher": "nn", "superpoint": {"max_keypoints": 512}}
@@ -63,14 +78,18 @@ def test_mono_relative_pose_accuracy(sequence, backend):
 
 def _stereo_infos(mode):
     K = TARTANAIR_K
-    if mode == "projection":   # ROS rectified convention: right P[0, 3] = -fx * baseline
+    if mode == "projection":  # ROS rectified convention: right P[0, 3] = -fx * baseline
         left = CameraInfo(K=K, width=W, height=H, P=np.hstack([K, np.zeros((3, 1))]))
-        right = CameraInfo(K=K, width=W, height=H, P=np.hstack([K, [[-K[0, 0] * STEREO_BASELINE], [0], [0]]]))
+        right = CameraInfo(
+            K=K, width=W, height=H, P=np.hstack([K, [[-K[0, 0] * STEREO_BASELINE], [0], [0]]])
+        )
         return left, right
-    T = np.eye(4)              # general extrinsics
+    T = np.eye(4)  # general extrinsics
     T[0, 3] = -STEREO_BASELINE
-    return (CameraInfo(K=K, width=W, height=H, T_right_left=T),
-            CameraInfo(K=K, width=W, height=H, T_right_left=T))
+    return (
+        CameraInfo(K=K, width=W, height=H, T_right_left=T),
+        CameraInfo(K=K, width=W, height=H, T_right_left=T),
+    )
 
 
 @pytest.mark.parametrize("mode, frames", [("projection", N_FRAMES), ("extrinsics", 2)])
@@ -79,8 +98,10 @@ def test_stereo_metric_pose_accuracy(sequence, backend, mode, frames):
     fe = Frontend(CONFIG, backend=backend)
     info_l, info_r = _stereo_infos(mode)
     for i in range(frames):
-        r = fe.process_stereo(Frame(left[i], i, "left", "mono8", info_l),
-                              Frame(right[i], i, "right", "mono8", info_r))
+        r = fe.process_stereo(
+            Frame(left[i], i, "left", "mono8", info_l),
+            Frame(right[i], i, "right", "mono8", info_r),
+        )
         assert r.ok, r.status
         assert r.stereo_matches.num_matches > 100
         if i == 0:
@@ -99,7 +120,10 @@ def test_stereo_metric_pose_accuracy(sequence, backend, mode, frames):
 def test_stereo_baseline_from_config_camera(sequence, backend):
     """No CameraInfo at all: the config's camera (with baseline) gives intrinsics and stereo."""
     poses, left, right = sequence
-    cfg = dict(CONFIG, camera={"fx": 320.0, "fy": 320.0, "cx": 320.0, "cy": 240.0, "baseline": STEREO_BASELINE})
+    cfg = dict(
+        CONFIG,
+        camera={"fx": 320.0, "fy": 320.0, "cx": 320.0, "cy": 240.0, "baseline": STEREO_BASELINE},
+    )
     fe = Frontend(cfg, backend=backend)
     fe.process_stereo(Frame(left[0], 0), Frame(right[0], 0))
     r = fe.process_stereo(Frame(left[1], 1), Frame(right[1], 1))
@@ -110,6 +134,7 @@ def test_stereo_baseline_from_config_camera(sequence, backend):
 def _distorted_view(scene, pose, D):
     """The scene through a lens with distortion D (OpenCV model), TartanAir K."""
     import cv2
+
     margin = 80  # a wider pinhole render covers the barrel-distorted corners
     K_wide = TARTANAIR_K.copy()
     K_wide[0, 2] += margin
@@ -139,4 +164,6 @@ def test_mono_pose_with_lens_distortion(sequence, backend, undistort):
     assert translation_angle_deg(r.pose.translation, t_true) < 3.0
     # keypoints are reported in the distorted input image, inside its bounds
     kp = r.features.keypoints
-    assert kp[:, 0].min() >= 0 and kp[:, 0].max() < W and kp[:, 1].min() >= 0 and kp[:, 1].max() < H
+    assert (
+        kp[:, 0].min() >= 0 and kp[:, 0].max() < W and kp[:, 1].min() >= 0 and kp[:, 1].max() < H
+    )

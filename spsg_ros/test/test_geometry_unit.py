@@ -1,13 +1,23 @@
 """Geometry on exact synthetic correspondences: essential, fundamental, triangulation, PnP."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spsg_ros.geometry import (epipolar_line_distance, essential_pose, fundamental_ransac,
-                               median_parallax, rectified_extrinsics, relative_pose,
-                               rotation_error_deg, solve_pnp, translation_angle_deg,
-                               translation_relative_error, triangulate)
+from spsg_ros.geometry import (
+    epipolar_line_distance,
+    essential_pose,
+    fundamental_ransac,
+    median_parallax,
+    rectified_extrinsics,
+    relative_pose,
+    rotation_error_deg,
+    solve_pnp,
+    translation_angle_deg,
+    translation_relative_error,
+    triangulate,
+)
 from spsg_ros.geometry.triangulation import baseline_from_projection
 from spsg_ros.datasets.synthetic import rotation_xyz
 
@@ -121,6 +131,10 @@ def test_error_functions():
     assert translation_angle_deg([0, 0, 0], [1, 0, 0]) == 180.0
     assert translation_relative_error([1.1, 0, 0], [1, 0, 0]) == pytest.approx(0.1)
     Tw0, Tw1 = np.eye(4), np.eye(4)
-    Tw1[:3, 3] = [0, 0, 1]  # camera 1 one metre forward: a point 5 m ahead of cam 0 is 4 m ahead of cam 1
+    Tw1[:3, 3] = [
+        0,
+        0,
+        1,
+    ]  # camera 1 one metre forward: a point 5 m ahead of cam 0 is 4 m ahead of cam 1
     T10 = relative_pose(Tw0, Tw1)
     assert (T10 @ [0, 0, 5, 1])[2] == pytest.approx(4)

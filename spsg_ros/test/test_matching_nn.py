@@ -1,4 +1,5 @@
 """Mutual nearest neighbour + Lowe ratio matcher on hand-made descriptors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,11 @@ import pytest
 
 from spsg_ros.config import ConfigError
 from spsg_ros.features.types import Features
-from spsg_ros.matching.nearest_neighbor import NearestNeighborMatcher, l2_distances, match_nearest_neighbor
+from spsg_ros.matching.nearest_neighbor import (
+    NearestNeighborMatcher,
+    l2_distances,
+    match_nearest_neighbor,
+)
 
 
 def _unit(*vectors):
@@ -26,7 +31,7 @@ def test_ratio_and_mutual_checks():
     d0 = _unit([1, 0, 0], [0, 1, 0.0], [0.9, 0.44, 0])
     d1 = _unit([1, 0.02, 0], [0, 1, 0.05], [0, 1, -0.06])
     m = match_nearest_neighbor(d0, d1, ratio=0.7, mutual=True)
-    assert m.matches0.tolist() == [0, -1, -1]          # b fails the ratio test, c is not mutual
+    assert m.matches0.tolist() == [0, -1, -1]  # b fails the ratio test, c is not mutual
     assert m.matches1.tolist() == [0, -1, -1]
     assert m.scores0[0] == pytest.approx(float(d0[:, 0] @ d1[:, 0]), abs=1e-6)
     assert m.scores0[1] == 0 and m.scores1[1] == 0

@@ -1,6 +1,7 @@
 """``spsg-ros models import``: SuperPoint weights from a pytorch-superpoint training
 checkpoint (BatchNorm folded) and from an OpenVINO IR, checked by the dense
 outputs of the source model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from spsg_ros.cli.main import main  # noqa: E402
-from spsg_ros.networks.convert import (convert_checkpoint, convert_openvino_ir, fold_batchnorm,  # noqa: E402
-                                       import_superpoint, save_state_dict)
+from spsg_ros.networks.convert import (
+    convert_checkpoint,
+    convert_openvino_ir,
+    fold_batchnorm,  # noqa: E402
+    import_superpoint,
+    save_state_dict,
+)
 from spsg_ros.networks.superpoint import SuperPoint  # noqa: E402
 from spsg_ros.networks.weights import WeightError, load_superpoint  # noqa: E402
 
@@ -22,14 +28,20 @@ TOL = 1e-4
 # a pytorch-superpoint style network with BatchNorm (SuperPointNet_gauss2 layout)
 # ---------------------------------------------------------------------------
 
+
 class DoubleConv(nn.Module):
     """(conv => BN => ReLU) * 2, as models/unet_parts.py double_conv."""
 
     def __init__(self, c_in, c_out):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x):
         return self.conv(x)
@@ -115,7 +127,9 @@ def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
 
 def dense(state: dict, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     model = SuperPoint({"descriptor_dim": int(state["convDb.weight"].shape[0])}).eval()
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}, strict=True)
+    model.load_state_dict(
+        {k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}, strict=True
+    )
     with torch.inference_mode():
         semi, desc = model.forward_dense(image)
     return semi.numpy(), desc.numpy()
@@ -128,6 +142,7 @@ def unit(desc: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def image():
     from conftest import textured_image
+
     return torch.from_numpy(textured_image(64, 96, seed=2).astype(np.float32) / 255)[None, None]
 
 
@@ -135,12 +150,19 @@ def image():
 # BatchNorm checkpoints
 # ---------------------------------------------------------------------------
 
+
 def test_fold_batchnorm_matches_conv_then_bn():
     torch.manual_seed(1)
     conv, bn = nn.Conv2d(3, 5, 3, padding=1), randomize_batchnorm(nn.BatchNorm2d(5), 3)
     x = torch.randn(2, 3, 8, 8)
-    w, b = fold_batchnorm(conv.weight.detach().numpy(), conv.bias.detach().numpy(), bn.weight.detach().numpy(),
-                          bn.bias.detach().numpy(), bn.running_mean.numpy(), bn.running_var.numpy())
+    w, b = fold_batchnorm(
+        conv.weight.detach().numpy(),
+        conv.bias.detach().numpy(),
+        bn.weight.detach().numpy(),
+        bn.bias.detach().numpy(),
+        bn.running_mean.numpy(),
+        bn.running_var.numpy(),
+    )
     with torch.no_grad():
         expected = bn(conv(x))
         folded = nn.functional.conv2d(x, torch.from_numpy(w), torch.from_numpy(b), padding=1)
@@ -153,9 +175,18 @@ def test_batchnorm_checkpoint_import(tmp_path, image, layout, prefix):
     net = randomize_batchnorm(Gauss2() if layout == "gauss2" else FlatBN(), seed=4)
     state = {prefix + k: v for k, v in net.state_dict().items()}
     path = tmp_path / "superPointNet_100000_checkpoint.pth.tar"
-    torch.save({"n_iter": 100000, "model_state_dict": state,
-                "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
-                "loss": torch.tensor(0.5)}, path)
+    torch.save(
+        {
+            "n_iter": 100000,
+            "model_state_dict": state,
+            "optimizer_state_dict": {
+                "state": {},
+                "param_groups": [{"lr": 1e-4, "params": [0, 1]}],
+            },
+            "loss": torch.tensor(0.5),
+        },
+        path,
+    )
     result = import_superpoint(path)
     assert result.kind == "checkpoint" and "folded 12 BatchNorm layers" in result.notes[0]
     semi, desc = dense(result.state_dict, image)
@@ -206,12 +237,16 @@ def test_checkpoint_errors(tmp_path):
 # OpenVINO IR
 # ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def random_ir(generated_weights, tmp_path_factory):
     ov = pytest.importorskip("openvino")
-    from spsg_ros.export.onnx_export import export_superpoint
+    from spsg_ros.networks.onnx_export import export_superpoint
+
     folder = tmp_path_factory.mktemp("ir")
-    onnx = export_superpoint(folder / "superpoint_dynamic.onnx", generated_weights["superpoint"]).path
+    onnx = export_superpoint(
+        folder / "superpoint_dynamic.onnx", generated_weights["superpoint"]
+    ).path
     model = ov.convert_model(str(onnx))
     paths = {}
     for name, fp16 in (("fp32", False), ("fp16", True)):
@@ -222,6 +257,7 @@ def random_ir(generated_weights, tmp_path_factory):
 
 def run_ir(xml, image: torch.Tensor):
     import openvino as ov
+
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     out = compiled({0: image.numpy()})
     values = list(out.values())
@@ -236,7 +272,11 @@ def test_openvino_ir_import(random_ir, generated_weights, image, precision):
     assert result.kind == "openvino-ir" and "read 12 convolutions" in result.notes[-1]
     source = torch.load(generated_weights["superpoint"], weights_only=True)
     for key, value in source.items():
-        expected = value.numpy() if precision == "fp32" else value.numpy().astype(np.float16).astype(np.float32)
+        expected = (
+            value.numpy()
+            if precision == "fp32"
+            else value.numpy().astype(np.float16).astype(np.float32)
+        )
         np.testing.assert_array_equal(result.state_dict[key], expected, err_msg=key)
     semi, desc = dense(result.state_dict, image)
     ir_semi, ir_desc = run_ir(random_ir[precision], image)
@@ -276,7 +316,9 @@ def test_ir_of_another_network(tmp_path):
     ov = pytest.importorskip("openvino")
     small = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
     onnx = tmp_path / "small.onnx"
-    torch.onnx.export(small, (torch.zeros(1, 1, 16, 16),), str(onnx), input_names=["image"], dynamo=False)
+    torch.onnx.export(
+        small, (torch.zeros(1, 1, 16, 16),), str(onnx), input_names=["image"], dynamo=False
+    )
     ov.save_model(ov.convert_model(str(onnx)), str(tmp_path / "small.xml"))
     with pytest.raises(WeightError, match="found 2 convolutions"):
         convert_openvino_ir(tmp_path / "small.xml")
@@ -285,6 +327,7 @@ def test_ir_of_another_network(tmp_path):
 # ---------------------------------------------------------------------------
 # the command
 # ---------------------------------------------------------------------------
+
 
 def test_models_import_command(tmp_path, random_ir, capsys):
     net = randomize_batchnorm(Gauss2(), 7)
@@ -299,7 +342,10 @@ def test_models_import_command(tmp_path, random_ir, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["models", "import", str(ckpt), "-o", str(out), "--force"]) == 0
     # default output: <weights-dir>/<source name>.pth
-    assert main(["models", "import", str(random_ir["fp16"]), "--weights-dir", str(tmp_path / "w")]) == 0
+    assert (
+        main(["models", "import", str(random_ir["fp16"]), "--weights-dir", str(tmp_path / "w")])
+        == 0
+    )
     text = capsys.readouterr().out
     assert (tmp_path / "w" / "superpoint_fp16.pth").is_file()
     assert "check against the IR" in text

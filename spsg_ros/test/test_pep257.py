@@ -22,8 +22,12 @@ try:
 except ImportError:
     pep257_main = None
 
-pytestmark = [pytest.mark.ros, pytest.mark.skipif(
-    pep257_main is None, reason='ament_pep257 not installed: it comes with ROS 2')]
+pytestmark = [
+    pytest.mark.ros,
+    pytest.mark.skipif(
+        pep257_main is None, reason='ament_pep257 not installed: it comes with ROS 2'
+    ),
+]
 
 
 @pytest.mark.linter

@@ -48,7 +48,11 @@ PLAIN_MODULE = """def test_runs():
 def _run_pytest(folder):
     return subprocess.run(
         [sys.executable, '-m', 'pytest', str(folder), '-q', '-rs'],
-        capture_output=True, text=True, timeout=120, cwd=folder)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+    )
 
 
 def test_module_level_skip_stays_in_its_module(tmp_path):

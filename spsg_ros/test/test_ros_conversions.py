@@ -3,6 +3,7 @@
 Every message goes through a CDR round trip in the Humble and the Jazzy type
 store, with our types registered from spsg_ros_msgs/msg/*.msg.
 """
+
 from __future__ import annotations
 
 import array
@@ -13,10 +14,11 @@ import pytest
 pytest.importorskip("rosbags")
 
 from spsg_ros.bagio.typestore import get_spsg_typestore  # noqa: E402
-from spsg_ros.features.types import Features  # noqa: E402
+from spsg_ros.features.types import Features
+from spsg_ros.geometry.trajectory import TrajectoryAccumulator  # noqa: E402
 from spsg_ros.frontend.types import FrameMetrics, FrameResult, RelativePose  # noqa: E402
 from spsg_ros.matching.types import Matches  # noqa: E402
-from spsg_ros.ros import conversions as conv  # noqa: E402
+from spsg_ros.messages import conversions as conv  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["humble", "jazzy"])
@@ -32,6 +34,7 @@ def roundtrip(typestore, msg):
 
 def rotation_about(axis, angle):
     import cv2
+
     return cv2.Rodrigues(np.asarray(axis, np.float64) / np.linalg.norm(axis) * angle)[0]
 
 
@@ -53,24 +56,42 @@ def make_matches(n0, n1, pairs):
 
 def mono_result(num_cur=50, num_ref=40):
     features = make_features(num_cur, seed=1)
-    matches = make_matches(num_cur, num_ref, [(0, 3, 0.9), (5, 1, 0.5), (7, 39, 0.25), (49, 0, 0.75)])
+    matches = make_matches(
+        num_cur, num_ref, [(0, 3, 0.9), (5, 1, 0.5), (7, 39, 0.25), (49, 0, 0.75)]
+    )
     R = rotation_about([0.1, 1.0, 0.2], 0.05)
-    pose = RelativePose(valid=True, status="ok", rotation=R, translation=np.array([0.6, 0.0, 0.8]),
-                        scale_known=False, num_matches=4, num_inliers=3,
-                        inlier_mask=np.array([True, False, True, True]),
-                        covariance=np.diag(np.arange(1.0, 7.0)) * 1e-3)
-    return FrameResult(stamp_ns=1_700_000_000_123_456_789, frame_id="cam0_optical",
-                       image_size=(640, 480), features=features,
-                       ref_stamp_ns=1_700_000_000_023_456_789, ref_frame_id="cam0_optical",
-                       matches=matches, pose=pose,
-                       metrics=FrameMetrics(num_kp=num_cur, num_matches=4, match_prec=0.08,
-                                            outlier_prec=0.25, num_inliers=3),
-                       is_keyframe=True, warnings=["low texture"],
-                       timings_ms={"superpoint": 12.5, "match": 3.25, "total": 20.0})
+    pose = RelativePose(
+        valid=True,
+        status="ok",
+        rotation=R,
+        translation=np.array([0.6, 0.0, 0.8]),
+        scale_known=False,
+        num_matches=4,
+        num_inliers=3,
+        inlier_mask=np.array([True, False, True, True]),
+        covariance=np.diag(np.arange(1.0, 7.0)) * 1e-3,
+    )
+    return FrameResult(
+        stamp_ns=1_700_000_000_123_456_789,
+        frame_id="cam0_optical",
+        image_size=(640, 480),
+        features=features,
+        ref_stamp_ns=1_700_000_000_023_456_789,
+        ref_frame_id="cam0_optical",
+        matches=matches,
+        pose=pose,
+        metrics=FrameMetrics(
+            num_kp=num_cur, num_matches=4, match_prec=0.08, outlier_prec=0.25, num_inliers=3
+        ),
+        is_keyframe=True,
+        warnings=["low texture"],
+        timings_ms={"superpoint": 12.5, "match": 3.25, "total": 20.0},
+    )
 
 
 def test_message_types_need_registered_types():
     from rosbags.typesys import Stores, get_typestore
+
     with pytest.raises(KeyError, match="spsg_ros_msgs/msg/Keypoints"):
         conv.MessageTypes.from_typestore(get_typestore(Stores.ROS2_HUMBLE))
 
@@ -78,11 +99,14 @@ def test_message_types_need_registered_types():
 def test_mono_result_roundtrip(store):
     typestore, types = store
     result = mono_result()
-    msgs = conv.frame_result_to_messages(types, result, backend="torch", latency_ms=33.5,
-                                         frames_dropped=7)
+    msgs = conv.frame_result_to_messages(
+        types, result, backend="torch", latency_ms=33.5, frames_dropped=7
+    )
     assert msgs.right_keypoints is None and msgs.stereo_matches is None
-    back = {name: roundtrip(typestore, getattr(msgs, name))
-            for name in ("keypoints", "matches", "relative_pose", "status")}
+    back = {
+        name: roundtrip(typestore, getattr(msgs, name))
+        for name in ("keypoints", "matches", "relative_pose", "status")
+    }
     # every message carries the input image's stamp and frame id
     for msg in back.values():
         assert conv.header_stamp_ns(msg) == result.stamp_ns
@@ -105,8 +129,9 @@ def test_mono_result_roundtrip(store):
     assert status.latency_ms == pytest.approx(33.5)
     assert list(status.stage_names) == ["superpoint", "match", "total"]
 
-    rebuilt = conv.frame_result_from_messages(back["keypoints"], back["relative_pose"],
-                                              back["status"], back["matches"])
+    rebuilt = conv.frame_result_from_messages(
+        back["keypoints"], back["relative_pose"], back["status"], back["matches"]
+    )
     assert rebuilt.stamp_ns == result.stamp_ns and rebuilt.ref_stamp_ns == result.ref_stamp_ns
     np.testing.assert_array_equal(rebuilt.features.keypoints, result.features.keypoints)
     np.testing.assert_array_equal(rebuilt.features.scores, result.features.scores)
@@ -127,9 +152,14 @@ def test_mono_result_roundtrip(store):
 def test_empty_first_frame(store):
     """Zero keypoints and no reference: empty arrays, no Matches, an invalid pose."""
     typestore, types = store
-    result = FrameResult(stamp_ns=5, frame_id="cam", image_size=(320, 240),
-                         features=Features.empty((320, 240)), ok=False,
-                         status="no keypoints (blank or featureless image)")
+    result = FrameResult(
+        stamp_ns=5,
+        frame_id="cam",
+        image_size=(320, 240),
+        features=Features.empty((320, 240)),
+        ok=False,
+        status="no keypoints (blank or featureless image)",
+    )
     result.pose.status = "no reference frame"
     msgs = conv.frame_result_to_messages(types, result)
     assert msgs.matches is None
@@ -149,9 +179,14 @@ def test_empty_first_frame(store):
 
 def test_invalid_pose_carries_identity(store):
     typestore, types = store
-    pose = RelativePose(valid=False, status="too few matches (3 < 8)",
-                        rotation=rotation_about([1, 0, 0], 0.3), translation=np.ones(3),
-                        num_matches=3, covariance=np.full((6, 6), np.nan))
+    pose = RelativePose(
+        valid=False,
+        status="too few matches (3 < 8)",
+        rotation=rotation_about([1, 0, 0], 0.3),
+        translation=np.ones(3),
+        num_matches=3,
+        covariance=np.full((6, 6), np.nan),
+    )
     msg = roundtrip(typestore, conv.relative_pose_msg(types, pose, 10, "cam", 5, "cam"))
     assert not msg.valid and msg.status == "too few matches (3 < 8)"
     np.testing.assert_allclose(conv.transform_from_msg(msg.transform), np.eye(4))
@@ -163,14 +198,27 @@ def test_stereo_result(store):
     typestore, types = store
     left, right = make_features(30, seed=2), make_features(25, seed=3)
     stereo = make_matches(30, 25, [(i, 24 - i, 0.5 + i / 100) for i in range(20)])
-    result = FrameResult(stamp_ns=2_000_000_001, frame_id="left", image_size=(640, 480),
-                         features=left, right_features=right, stereo_matches=stereo)
-    result.pose = RelativePose(valid=True, status="ok", translation=np.array([0.0, 0.0, 0.25]),
-                               scale_known=True, num_matches=20, num_inliers=18)
+    result = FrameResult(
+        stamp_ns=2_000_000_001,
+        frame_id="left",
+        image_size=(640, 480),
+        features=left,
+        right_features=right,
+        stereo_matches=stereo,
+    )
+    result.pose = RelativePose(
+        valid=True,
+        status="ok",
+        translation=np.array([0.0, 0.0, 0.25]),
+        scale_known=True,
+        num_matches=20,
+        num_inliers=18,
+    )
     result.ref_stamp_ns, result.ref_frame_id = 1_900_000_000, "left"
     result.matches = make_matches(30, 30, [(i, i, 0.9) for i in range(10)])
-    msgs = conv.frame_result_to_messages(types, result, right_stamp_ns=2_000_000_002,
-                                         right_frame_id="right")
+    msgs = conv.frame_result_to_messages(
+        types, result, right_stamp_ns=2_000_000_002, right_frame_id="right"
+    )
     right_kp = roundtrip(typestore, msgs.right_keypoints)
     assert right_kp.header.frame_id == "right" and conv.header_stamp_ns(right_kp) == 2_000_000_002
     sm = roundtrip(typestore, msgs.stereo_matches)
@@ -181,8 +229,9 @@ def test_stereo_result(store):
     np.testing.assert_array_equal(conv.matches_from_msg(sm).matches0, stereo.matches0)
     pose = roundtrip(typestore, msgs.relative_pose)
     assert pose.scale_known and pose.transform.translation.z == pytest.approx(0.25)
-    rebuilt = conv.frame_result_from_messages(msgs.keypoints, pose, None, msgs.matches,
-                                              right_kp, sm)
+    rebuilt = conv.frame_result_from_messages(
+        msgs.keypoints, pose, None, msgs.matches, right_kp, sm
+    )
     np.testing.assert_array_equal(rebuilt.right_features.descriptors, right.descriptors)
     np.testing.assert_array_equal(rebuilt.stereo_matches.matches1, stereo.matches1)
 
@@ -200,6 +249,7 @@ def test_inconsistent_messages_are_rejected(store):
 
 
 # --- images -----------------------------------------------------------------
+
 
 def image_for(encoding, height=5, width=7, seed=0):
     dtype, channels = conv.IMAGE_ENCODINGS[encoding]
@@ -232,10 +282,16 @@ def test_image_with_row_padding(store, encoding, big_endian):
     order = ">" if big_endian else "<"
     rows = image.astype(image.dtype.newbyteorder(order)).reshape(height, -1).view(np.uint8)
     padded = np.full((height, step), 0xEE, np.uint8)
-    padded[:, :rows.shape[1]] = rows
-    msg = types.Image(header=conv.make_header(types, 1, "cam"), height=height, width=width,
-                      encoding=encoding, is_bigendian=int(big_endian), step=step,
-                      data=padded.ravel())
+    padded[:, : rows.shape[1]] = rows
+    msg = types.Image(
+        header=conv.make_header(types, 1, "cam"),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(big_endian),
+        step=step,
+        data=padded.ravel(),
+    )
     back, _ = conv.image_msg_to_array(roundtrip(typestore, msg))
     np.testing.assert_array_equal(back, image)
     # the last row may come without its padding
@@ -261,9 +317,15 @@ def test_image_aliases_and_errors(store):
     msg = conv.array_to_image_msg(types, image, "mono8", 1, "cam")
     msg.encoding = "8UC1"
     assert conv.image_msg_to_array(msg)[1] == "mono8"
-    msg.encoding = "yuv422"
-    with pytest.raises(conv.ImageConversionError, match="unsupported image encoding 'yuv422'"):
+    msg.encoding = "32FC1"
+    with pytest.raises(conv.ImageConversionError, match="unsupported image encoding '32FC1'"):
         conv.image_msg_to_array(msg)
+    # camera formats the node used to reject are decoded to BGR (as the bag reader does)
+    msg.encoding, msg.width, msg.step = "yuv422", 2, 4
+    decoded, encoding = conv.image_msg_to_array(msg)
+    assert encoding == "bgr8" and decoded.shape == (5, 2, 3)
+    msg.encoding, msg.width, msg.step = "bayer_rggb8", 7, 7
+    assert conv.image_msg_to_array(msg)[1] == "bgr8"
     msg.encoding, msg.height = "mono8", 0
     with pytest.raises(conv.ImageConversionError, match="empty image"):
         conv.image_msg_to_array(msg)
@@ -295,16 +357,26 @@ def test_sequences_in_rclpy_style():
 
 # --- camera info ------------------------------------------------------------
 
+
 def camera_info(typestore, types, fx=320.0, baseline=None, k=None):
     k = np.array([fx, 0, 320, 0, fx, 240, 0, 0, 1.0]) if k is None else np.asarray(k, float)
     p = np.array([fx, 0, 320, 0, 0, fx, 240, 0, 0, 0, 1, 0.0])
     if baseline is not None:
         p[3] = -fx * baseline
     Roi = typestore.types["sensor_msgs/msg/RegionOfInterest"]
-    return types.CameraInfo(header=conv.make_header(types, 1, "cam"), height=480, width=640,
-                            distortion_model="plumb_bob", d=np.array([0.1, -0.05, 0, 0, 0.0]),
-                            k=k, r=np.eye(3).ravel(), p=p, binning_x=0, binning_y=0,
-                            roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    return types.CameraInfo(
+        header=conv.make_header(types, 1, "cam"),
+        height=480,
+        width=640,
+        distortion_model="plumb_bob",
+        d=np.array([0.1, -0.05, 0, 0, 0.0]),
+        k=k,
+        r=np.eye(3).ravel(),
+        p=p,
+        binning_x=0,
+        binning_y=0,
+        roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
 
 
 def test_camera_info_conversion(store):
@@ -324,6 +396,7 @@ def test_camera_info_conversion(store):
 
 # --- poses, trajectory, bag -----------------------------------------------------
 
+
 def test_quaternion_conversions_cover_all_branches():
     rng = np.random.default_rng(5)
     angles = [0.0, np.pi, np.pi - 1e-9, 2.0, 0.3]
@@ -337,21 +410,21 @@ def test_quaternion_conversions_cover_all_branches():
 
 def test_trajectory_chains_poses_through_keyframes(store):
     typestore, types = store
-    traj = conv.TrajectoryAccumulator(history=4)
+    traj = TrajectoryAccumulator(history=4)
     step = RelativePose(valid=True, status="ok", translation=np.array([0.0, 0.0, -1.0]))
     # X_cur = X_ref - (0, 0, 1): the camera moved +1 along z
     T0, moved0 = traj.update(0, None, RelativePose())
     T1, moved1 = traj.update(1, 0, step)
-    T2, moved2 = traj.update(2, 0, step)    # keyframe pairing: still against frame 0
+    T2, moved2 = traj.update(2, 0, step)  # keyframe pairing: still against frame 0
     T3, moved3 = traj.update(3, 2, RelativePose(valid=False, status="degenerate"))
     T4, _ = traj.update(4, 3, step)
     np.testing.assert_allclose(T0, np.eye(4))
     assert not moved0 and moved1 and moved2 and not moved3
     np.testing.assert_allclose(T1[:3, 3], [0, 0, 1])
     np.testing.assert_allclose(T2[:3, 3], [0, 0, 1])
-    np.testing.assert_allclose(T3, T2)     # invalid pose holds the last one
+    np.testing.assert_allclose(T3, T2)  # invalid pose holds the last one
     np.testing.assert_allclose(T4[:3, 3], [0, 0, 2])
-    assert traj.pose_at(0) is None          # history of 4 dropped the oldest
+    assert traj.pose_at(0) is None  # history of 4 dropped the oldest
     turn = RelativePose(valid=True, rotation=rotation_about([0, 1, 0], np.pi / 2))
     T5, _ = traj.update(5, 4, turn)
     np.testing.assert_allclose(T5[:3, :3], rotation_about([0, 1, 0], -np.pi / 2), atol=1e-12)
@@ -370,16 +443,22 @@ def test_results_bag_mcap_reads_back(tmp_path):
     """A ROS 2 bag (MCAP) of every output type, written and read back with rosbags."""
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
+
     typestore = get_spsg_typestore("jazzy")
     types = conv.MessageTypes.from_typestore(typestore)
     result = mono_result()
     msgs = conv.frame_result_to_messages(types, result, backend="torch")
-    image = conv.array_to_image_msg(types, image_for("bgr8", 20, 30), "bgr8", result.stamp_ns,
-                                    result.frame_id)
-    outputs = {"/keypoints": msgs.keypoints, "/matches": msgs.matches,
-               "/relative_pose": msgs.relative_pose, "/frontend_status": msgs.status,
-               "/matches_image": image,
-               "/odometry": conv.odometry_msg(types, np.eye(4), result.stamp_ns, "odom", "cam")}
+    image = conv.array_to_image_msg(
+        types, image_for("bgr8", 20, 30), "bgr8", result.stamp_ns, result.frame_id
+    )
+    outputs = {
+        "/keypoints": msgs.keypoints,
+        "/matches": msgs.matches,
+        "/relative_pose": msgs.relative_pose,
+        "/frontend_status": msgs.status,
+        "/matches_image": image,
+        "/odometry": conv.odometry_msg(types, np.eye(4), result.stamp_ns, "odom", "cam"),
+    }
     path = tmp_path / "results"
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         for topic, msg in outputs.items():
@@ -397,8 +476,9 @@ def test_results_bag_mcap_reads_back(tmp_path):
         assert conv.header_stamp_ns(back) == result.stamp_ns
     rebuilt = conv.features_from_msg(read["/keypoints"][2])
     np.testing.assert_array_equal(rebuilt.descriptors, result.features.descriptors)
-    np.testing.assert_array_equal(conv.image_msg_to_array(read["/matches_image"][2])[0],
-                                  conv.image_msg_to_array(image)[0])
+    np.testing.assert_array_equal(
+        conv.image_msg_to_array(read["/matches_image"][2])[0], conv.image_msg_to_array(image)[0]
+    )
 
 
 def test_matches_picture_draws_both_images():
@@ -409,6 +489,6 @@ def test_matches_picture_draws_both_images():
     picture = conv.matches_picture(result, current, "mono8", reference, "rgb8", ref_kp)
     assert picture.dtype == np.uint8 and picture.shape == (480, 640 + 10 + 640, 3)
     # mono16 input is scaled to 8 bit for display
-    deep = (image_for("mono8", 480, 640).astype(np.uint16) * 200)
+    deep = image_for("mono8", 480, 640).astype(np.uint16) * 200
     picture16 = conv.matches_picture(result, deep, "mono16", deep, "mono16", ref_kp)
     assert picture16.shape == picture.shape and picture16.max() > 0

@@ -73,12 +73,12 @@ def generate_test_description():
     weights = shared_dir() / 'weights'
     frontend = include_frontend_launch(
         namespace=NS.strip('/'),
-        params_file=params_file({'weights_dir': str(weights), 'max_keypoints': 512}))
+        params_file=params_file({'weights_dir': str(weights), 'max_keypoints': 512}),
+    )
     return launch.LaunchDescription([frontend, launch_testing.actions.ReadyToTest()])
 
 
 class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
-
     probe_name = 'spsg_mono_test_probe'
 
     def _send(self, image, index, encoding):
@@ -89,8 +89,10 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         return nanoseconds
 
     def _send_and_wait(self, image, index, encoding, extra=()):
-        expected = {f'{NS}/{topic}': len(self.probe.received[f'{NS}/{topic}']) + 1
-                    for topic in OUTPUTS + tuple(extra)}
+        expected = {
+            f'{NS}/{topic}': len(self.probe.received[f'{NS}/{topic}']) + 1
+            for topic in OUTPUTS + tuple(extra)
+        }
         nanoseconds = self._send(image, index, encoding)
         self.probe.wait_for(expected, TIMEOUT_S)
         return nanoseconds
@@ -100,8 +102,14 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
 
     def test_frontend_in_use(self):
         probe = self.probe
-        types = {'keypoints': Keypoints, 'matches': Matches, 'relative_pose': RelativePose,
-                 'frontend_status': FrontendStatus, 'odometry': Odometry, 'trajectory': Path}
+        types = {
+            'keypoints': Keypoints,
+            'matches': Matches,
+            'relative_pose': RelativePose,
+            'frontend_status': FrontendStatus,
+            'odometry': Odometry,
+            'trajectory': Path,
+        }
         for topic, msg_type in types.items():
             probe.subscribe(f'{NS}/{topic}', msg_type)
         probe.subscribe('/diagnostics', DiagnosticArray)
@@ -114,8 +122,7 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         sent = [self._send_and_wait(images[i], i, 'mono8') for i in range(3)]
         sent += [self._send_and_wait(images[i], i, 'bgr8') for i in range(3, 5)]
         for topic in OUTPUTS:
-            self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/{topic}']], sent,
-                             topic)
+            self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/{topic}']], sent, topic)
         matches = probe.received[f'{NS}/matches']
         self.assertEqual([stamp_ns(m) for m in matches], sent[1:])
         for msg, reference in zip(matches, sent):
@@ -134,8 +141,7 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertTrue(status.ok, status.status)
         self.assertEqual(status.backend, 'onnxruntime')  # auto picks it when installed
         odometry = self._latest('odometry')
-        self.assertEqual((odometry.header.frame_id, odometry.child_frame_id),
-                         ('odom', FRAME_ID))
+        self.assertEqual((odometry.header.frame_id, odometry.child_frame_id), ('odom', FRAME_ID))
         self.assertEqual(len(self._latest('trajectory').poses), len(sent))
 
         # 2. matches_image: published while someone subscribes, one per frame
@@ -147,6 +153,8 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertEqual((picture.encoding, picture.height), ('bgr8', 480))
         self.assertGreaterEqual(picture.width, 2 * 640)  # current beside reference
         probe.unsubscribe(f'{NS}/matches_image')
+        probe.spin_until(lambda: probe.node.count_subscribers(f'{NS}/matches_image') == 0, 10.0)
+        probe.spin_for(0.5)  # the node's side of the graph catches up
 
         # 3. runtime parameters through the real parameter service
         node = f'{NS}/frontend_node'
@@ -177,8 +185,9 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         position = self._latest('odometry').pose.pose.position
         self.assertEqual((position.x, position.y, position.z), (0.0, 0.0, 0.0))
         self._send_and_wait(images[1], -19, 'mono8')
-        self.assertEqual(time_ns(self._latest('matches').reference_header.stamp),
-                         BASE_NS - 20 * PERIOD_NS)
+        self.assertEqual(
+            time_ns(self._latest('matches').reference_header.stamp), BASE_NS - 20 * PERIOD_NS
+        )
         self.assertEqual(len(self._latest('trajectory').poses), 2)
 
         # 5. diagnostics: counts, a real input rate at ~1 frame/s, the reset reported
@@ -187,6 +196,8 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertEqual(values['frames received'], str(len(sent) + 4))
         self.assertEqual(values['frames dropped'], '0')
         self.assertEqual(values['pairing resets'], '1')
+        # drawn for the one frame sent while subscribed, for none of the others
+        self.assertEqual(values['match images drawn'], '1')
         self.assertGreater(float(values['input rate (Hz)']), 0.05)
         self.assertGreater(float(values['output rate (Hz)']), 0.05)
         self.assertIn(level, (b'\x00', 0))  # OK again after the reset frame
@@ -195,9 +206,16 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         #    and launch sends SIGINT (checked by the post-shutdown test)
         large = np.tile(images[7], (4, 4, 1))  # 2560 x 1920, several seconds of work
         self._send(large, 30, 'mono8')
-        self.assertTrue(probe.spin_until(
-            lambda: (probe.latest_diagnostics() or (0, '', {}))[2].get('frames received')
-            == str(len(sent) + 5), 10.0), 'the large frame never reached the node')
+        self.assertTrue(
+            probe.spin_until(
+                lambda: (
+                    (probe.latest_diagnostics() or (0, '', {}))[2].get('frames received')
+                    == str(len(sent) + 5)
+                ),
+                10.0,
+            ),
+            'the large frame never reached the node',
+        )
 
         # 7. publish_tf (last: skipped where tf2_ros is not built)
         self._check_tf(tf_odometry)
@@ -217,21 +235,27 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         except ImportError:
             self.skipTest('tf2_ros not built: publish_tf needs setup_jazzy.sh --with-extras')
         self.assertIsNotNone(self._tf)
-        self.assertTrue(self.probe.spin_until(lambda: len(self._tf) > 0, 10.0),
-                        'no /tf message after publish_tf:=true')
+        self.assertTrue(
+            self.probe.spin_until(lambda: len(self._tf) > 0, 10.0),
+            'no /tf message after publish_tf:=true',
+        )
         transform = self._tf[-1].transforms[0]
-        self.assertEqual((transform.header.frame_id, transform.child_frame_id),
-                         ('odom', FRAME_ID))
+        self.assertEqual((transform.header.frame_id, transform.child_frame_id), ('odom', FRAME_ID))
         stamps = [stamp_ns(message.transforms[0]) for message in self._tf]
         self.assertIn(stamp_ns(odometry), stamps)
         transform = self._tf[stamps.index(stamp_ns(odometry))].transforms[0]
         position = odometry.pose.pose.position
         translation = transform.transform.translation
-        np.testing.assert_allclose([translation.x, translation.y, translation.z],
-                                   [position.x, position.y, position.z])
+        np.testing.assert_allclose(
+            [translation.x, translation.y, translation.z], [position.x, position.y, position.z]
+        )
 
 
-@(launch_testing.post_shutdown_test() if HAVE_ROS else lambda cls: cls)
+# launch_testing marks the tests to run after shutdown (a no-op without ROS 2)
+post_shutdown_test = launch_testing.post_shutdown_test() if HAVE_ROS else (lambda cls: cls)
+
+
+@post_shutdown_test
 class TestMonoShutdown(unittest.TestCase):
 
     def test_sigint_exits_cleanly(self, proc_info, proc_output):

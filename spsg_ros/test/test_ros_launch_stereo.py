@@ -58,13 +58,19 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASO
 NS = '/stereo_test'
 BASE_NS = 1_700_000_100_000_000_000
 PERIOD_NS = 100_000_000
-OFFSET_NS = 5_000_000          # right image 5 ms after the left one
-FAR_OFFSET_NS = 50_000_000     # beyond the default sync_slop of 20 ms
+OFFSET_NS = 5_000_000  # right image 5 ms after the left one
+FAR_OFFSET_NS = 50_000_000  # beyond the default sync_slop of 20 ms
 DISPARITY_PX = 12
 BASELINE_M = 0.1
 SIZE = (640, 480)
-OUTPUTS = ('keypoints', 'right/keypoints', 'stereo_matches', 'relative_pose',
-           'frontend_status', 'odometry')
+OUTPUTS = (
+    'keypoints',
+    'right/keypoints',
+    'stereo_matches',
+    'relative_pose',
+    'frontend_status',
+    'odometry',
+)
 TIMEOUT_S = 60.0
 
 
@@ -73,8 +79,10 @@ TIMEOUT_S = 60.0
 def generate_test_description():
     weights = shared_dir() / 'weights'
     frontend = include_frontend_launch(
-        mode='stereo', namespace=NS.strip('/'),
-        params_file=params_file({'weights_dir': str(weights), 'max_keypoints': 512}))
+        mode='stereo',
+        namespace=NS.strip('/'),
+        params_file=params_file({'weights_dir': str(weights), 'max_keypoints': 512}),
+    )
     return launch.LaunchDescription([frontend, launch_testing.actions.ReadyToTest()])
 
 
@@ -86,7 +94,6 @@ def stereo_views(image):
 
 
 class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
-
     probe_name = 'spsg_stereo_test_probe'
 
     def _send_pair(self, image, index, offset_ns):
@@ -94,13 +101,19 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         right_ns = left_ns + offset_ns
         left, right = stereo_views(image)
         for side, nanoseconds in (('left', left_ns), ('right', right_ns)):
-            self.publishers[f'{side}/camera_info'].publish(camera_info_msg(
-                SIZE[0], SIZE[1], nanoseconds, f'{side}_optical',
-                baseline=BASELINE_M if side == 'right' else None))
-        self.publishers['left/image_raw'].publish(
-            image_msg(left, left_ns, 'left_optical', 'bgr8'))
+            self.publishers[f'{side}/camera_info'].publish(
+                camera_info_msg(
+                    SIZE[0],
+                    SIZE[1],
+                    nanoseconds,
+                    f'{side}_optical',
+                    baseline=BASELINE_M if side == 'right' else None,
+                )
+            )
+        self.publishers['left/image_raw'].publish(image_msg(left, left_ns, 'left_optical', 'bgr8'))
         self.publishers['right/image_raw'].publish(
-            image_msg(right, right_ns, 'right_optical', 'bgr8'))
+            image_msg(right, right_ns, 'right_optical', 'bgr8')
+        )
         return left_ns, right_ns
 
     def _counts(self):
@@ -108,19 +121,29 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
 
     def test_pairs_within_and_beyond_the_slop(self):
         probe = self.probe
-        types = {'keypoints': Keypoints, 'right/keypoints': Keypoints,
-                 'stereo_matches': Matches, 'matches': Matches,
-                 'relative_pose': RelativePose, 'frontend_status': FrontendStatus}
+        types = {
+            'keypoints': Keypoints,
+            'right/keypoints': Keypoints,
+            'stereo_matches': Matches,
+            'matches': Matches,
+            'relative_pose': RelativePose,
+            'frontend_status': FrontendStatus,
+        }
         for topic, msg_type in types.items():
             probe.subscribe(f'{NS}/{topic}', msg_type)
         from nav_msgs.msg import Odometry
+
         probe.subscribe(f'{NS}/odometry', Odometry)
         probe.subscribe('/diagnostics', DiagnosticArray)
         self.publishers = {
             topic: probe.node.create_publisher(msg_type, f'{NS}/{topic}', RELIABLE)
-            for topic, msg_type in (('left/image_raw', Image), ('right/image_raw', Image),
-                                    ('left/camera_info', CameraInfo),
-                                    ('right/camera_info', CameraInfo))}
+            for topic, msg_type in (
+                ('left/image_raw', Image),
+                ('right/image_raw', Image),
+                ('left/camera_info', CameraInfo),
+                ('right/camera_info', CameraInfo),
+            )
+        }
         for topic in ('left/image_raw', 'right/image_raw'):
             probe.wait_for_subscriber(self.publishers[topic])
         images = freiburg_images(5)
@@ -132,15 +155,13 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
             sent.append(self._send_pair(images[index], index, OFFSET_NS))
             probe.wait_for(expected, TIMEOUT_S)
         left_stamps = [left for left, _ in sent]
-        self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/keypoints']],
-                         left_stamps)
+        self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/keypoints']], left_stamps)
         right_keypoints = probe.received[f'{NS}/right/keypoints']
         self.assertEqual([stamp_ns(m) for m in right_keypoints], [r for _, r in sent])
         self.assertTrue(all(m.header.frame_id == 'right_optical' for m in right_keypoints))
         for msg, (left, right) in zip(probe.received[f'{NS}/stereo_matches'], sent):
             self.assertEqual(msg.kind, Matches.KIND_STEREO)
-            self.assertEqual((stamp_ns(msg), time_ns(msg.reference_header.stamp)),
-                             (left, right))
+            self.assertEqual((stamp_ns(msg), time_ns(msg.reference_header.stamp)), (left, right))
             self.assertGreater(len(msg.current_indices), 50)
         temporal = probe.received[f'{NS}/matches']
         self.assertEqual([stamp_ns(m) for m in temporal], left_stamps[1:])
@@ -157,19 +178,31 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         probe.spin_for(1.0)
         self.assertEqual(self._counts(), expected, 'the far pair produced outputs')
         self.assertEqual(stamp_ns(probe.received[f'{NS}/keypoints'][-1]), good[0])
-        self.assertTrue(probe.spin_until(
-            lambda: (probe.latest_diagnostics() or (0, '', {}))[2].get(
-                'unpaired left images') == '1', 5.0), probe.latest_diagnostics())
+        self.assertTrue(
+            probe.spin_until(
+                lambda: (
+                    (probe.latest_diagnostics() or (0, '', {}))[2].get('unpaired left images')
+                    == '1'
+                ),
+                5.0,
+            ),
+            probe.latest_diagnostics(),
+        )
         level, message, values = probe.latest_diagnostics()
         self.assertEqual(level, b'\x01', message)
         self.assertIn('without a partner', message)
-        self.assertEqual((values['unpaired left images'], values['unpaired right images']),
-                         ('1', '1'))
+        self.assertEqual(
+            (values['unpaired left images'], values['unpaired right images']), ('1', '1')
+        )
         self.assertEqual(values['stereo pairs'], '4')
         self.assertEqual(values['frames received'], '4')
 
 
-@(launch_testing.post_shutdown_test() if HAVE_ROS else lambda cls: cls)
+# launch_testing marks the tests to run after shutdown (a no-op without ROS 2)
+post_shutdown_test = launch_testing.post_shutdown_test() if HAVE_ROS else (lambda cls: cls)
+
+
+@post_shutdown_test
 class TestStereoShutdown(unittest.TestCase):
 
     def test_sigint_exits_cleanly(self, proc_info, proc_output):

@@ -59,19 +59,25 @@ try:
     from ros_testing import RELIABLE
     from ros_testing import shared_dir
     from ros_testing import stamp_ns
+
     HAVE_ROS = True
 except ImportError:
     HAVE_ROS = False
 
-ROS_REASON = ('needs a sourced ROS 2 environment with launch_testing, rosbags and this '
-              'workspace built (source its install/setup.bash)')
+ROS_REASON = (
+    'needs a sourced ROS 2 environment with launch_testing, rosbags and this '
+    'workspace built (source its install/setup.bash)'
+)
 SHARED = shared_dir() if HAVE_ROS else None
 WEIGHTS_DIR = None if SHARED is None else SHARED / 'weights'
 HAVE_WEIGHTS = WEIGHTS_DIR is not None and all(
     (WEIGHTS_DIR / name).is_file()
-    for name in ('superpoint_seed_ir.pth', 'superglue_random_seed0.pth'))
-WEIGHTS_REASON = ('shared weights not found: set SPSG_SHARED_DIR to the folder holding '
-                  'weights/superpoint_seed_ir.pth and weights/superglue_random_seed0.pth')
+    for name in ('superpoint_seed_ir.pth', 'superglue_random_seed0.pth')
+)
+WEIGHTS_REASON = (
+    'shared weights not found: set SPSG_SHARED_DIR to the folder holding '
+    'weights/superpoint_seed_ir.pth and weights/superglue_random_seed0.pth'
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASON)]
 
@@ -102,8 +108,9 @@ def run_cli(*arguments):
     command = [sys.executable, '-m', 'spsg_ros.cli.main', *[str(a) for a in arguments]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
     if done.returncode != 0:
-        raise RuntimeError(f'{" ".join(command)} exited with {done.returncode}:\n'
-                           f'{done.stdout}\n{done.stderr}')
+        raise RuntimeError(
+            f'{" ".join(command)} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}'
+        )
 
 
 def read_bag(path, topics):
@@ -113,8 +120,7 @@ def read_bag(path, topics):
     with Reader(path) as reader:
         connections = [c for c in reader.connections if c.topic in messages]
         for connection, _, raw in reader.messages(connections=connections):
-            messages[connection.topic].append(
-                typestore.deserialize_cdr(raw, connection.msgtype))
+            messages[connection.topic].append(typestore.deserialize_cdr(raw, connection.msgtype))
     return messages
 
 
@@ -122,13 +128,30 @@ def prepare_source_and_replay():
     """Render the sequence, write the bag, replay it; return the source and replay messages."""
     with tempfile.TemporaryDirectory(prefix='spsg_ros_live_replay_') as folder:
         folder = Path(folder)
-        run_cli('make-synthetic', folder / 'sequence', '--frames', FRAMES, '--mono',
-                '--no-progress')
-        run_cli('to-bag', folder / 'sequence', folder / 'source', '--start-time',
-                START_TIME_S, '--no-progress')
-        run_cli('replay', folder / 'source', '--out', folder / 'replay', '--max-keypoints',
-                MAX_KEYPOINTS, '--backend', BACKEND, '--weights-dir', WEIGHTS_DIR,
-                '--no-progress')
+        run_cli(
+            'make-synthetic', folder / 'sequence', '--frames', FRAMES, '--mono', '--no-progress'
+        )
+        run_cli(
+            'to-bag',
+            folder / 'sequence',
+            folder / 'source',
+            '--start-time',
+            START_TIME_S,
+            '--no-progress',
+        )
+        run_cli(
+            'replay',
+            folder / 'source',
+            '--out',
+            folder / 'replay',
+            '--max-keypoints',
+            MAX_KEYPOINTS,
+            '--backend',
+            BACKEND,
+            '--weights-dir',
+            WEIGHTS_DIR,
+            '--no-progress',
+        )
         source = read_bag(folder / 'source', SOURCE_TOPICS.values())
         replay = read_bag(folder / 'replay' / 'results.mcap', REPLAY_TOPICS.values())
     return source, {topic: replay[bag_topic] for topic, bag_topic in REPLAY_TOPICS.items()}
@@ -142,11 +165,15 @@ def generate_test_description():
     source, replay = prepare_source_and_replay()
     # the shared weights and MAX_KEYPOINTS; every other parameter at its default
     frontend = include_frontend_launch(
-        use_sim_time='true', namespace=NAMESPACE, backend=BACKEND,
-        params_file=params_file({'weights_dir': str(WEIGHTS_DIR),
-                                 'max_keypoints': MAX_KEYPOINTS}))
+        use_sim_time='true',
+        namespace=NAMESPACE,
+        backend=BACKEND,
+        params_file=params_file({'weights_dir': str(WEIGHTS_DIR), 'max_keypoints': MAX_KEYPOINTS}),
+    )
     return launch.LaunchDescription([frontend, launch_testing.actions.ReadyToTest()]), {
-        'source': source, 'replay': replay}
+        'source': source,
+        'replay': replay,
+    }
 
 
 def to_rclpy(source, msg_type):
@@ -160,15 +187,19 @@ def to_rclpy(source, msg_type):
         elif isinstance(current, np.ndarray):  # fixed-size array
             value = np.asarray(value, current.dtype)
         elif hasattr(current, 'typecode'):  # array.array sequence
-            value = type(current)(current.typecode, np.ascontiguousarray(
-                value, np.dtype(current.typecode)).tobytes())
+            value = type(current)(
+                current.typecode, np.ascontiguousarray(value, np.dtype(current.typecode)).tobytes()
+            )
         setattr(msg, name, value)
     return msg
 
 
 def _is_array(value):
-    return isinstance(value, np.ndarray) or hasattr(value, 'typecode') or (
-        isinstance(value, (list, tuple)) and not any(isinstance(v, str) for v in value))
+    return (
+        isinstance(value, np.ndarray)
+        or hasattr(value, 'typecode')
+        or (isinstance(value, (list, tuple)) and not any(isinstance(v, str) for v in value))
+    )
 
 
 def differences(live, replay, path, skipped=()):
@@ -198,15 +229,16 @@ def differences(live, replay, path, skipped=()):
                 if a.dtype.kind in 'fiu':
                     gap = np.abs(a.astype(np.float64) - b.astype(np.float64))[unequal]
                     detail = f', largest difference {gap.max():.3g}'
-                found.append(f'{where}: {int(unequal.sum())} of {a.size} values differ '
-                             f'(first at index {int(np.flatnonzero(unequal)[0])}{detail})')
+                found.append(
+                    f'{where}: {int(unequal.sum())} of {a.size} values differ '
+                    f'(first at index {int(np.flatnonzero(unequal)[0])}{detail})'
+                )
         elif a != b and not (isinstance(a, float) and a != a and b != b):
             found.append(f'{where}: live {a!r}, replay {b!r}')
     return found
 
 
 class TestLiveEqualsReplay(ProbeTestCase if HAVE_ROS else unittest.TestCase):
-
     probe_name = 'spsg_live_equals_replay_probe'
 
     def _spin_until(self, condition, timeout_s):
@@ -218,36 +250,53 @@ class TestLiveEqualsReplay(ProbeTestCase if HAVE_ROS else unittest.TestCase):
     def test_live_equals_replay(self, source, replay):
         node = self.probe.node
         qos = RELIABLE
-        types = {'keypoints': Keypoints, 'matches': Matches, 'relative_pose': RelativePose,
-                 'frontend_status': FrontendStatus, 'odometry': Odometry}
+        types = {
+            'keypoints': Keypoints,
+            'matches': Matches,
+            'relative_pose': RelativePose,
+            'frontend_status': FrontendStatus,
+            'odometry': Odometry,
+        }
         received = {topic: [] for topic in types}
         subscriptions = [
-            node.create_subscription(msg_type, f'/{NAMESPACE}/{topic}',
-                                     lambda msg, t=topic: received[t].append(msg), qos)
-            for topic, msg_type in types.items()]
+            node.create_subscription(
+                msg_type,
+                f'/{NAMESPACE}/{topic}',
+                lambda msg, t=topic: received[t].append(msg),
+                qos,
+            )
+            for topic, msg_type in types.items()
+        ]
         clock_pub = node.create_publisher(Clock, '/clock', qos)
         info_pub = node.create_publisher(CameraInfo, SOURCE_TOPICS['camera_info'], qos)
         image_pub = node.create_publisher(Image, SOURCE_TOPICS['image'], qos)
 
         # the node loads the models before it subscribes; outputs sent before our
         # subscriptions matched would be lost (volatile QoS)
-        self.assertTrue(self._spin_until(
-            lambda: (image_pub.get_subscription_count() > 0
-                     and info_pub.get_subscription_count() > 0
-                     and all(s.get_publisher_count() > 0 for s in subscriptions)),
-            STARTUP_TIMEOUT_S),
+        self.assertTrue(
+            self._spin_until(
+                lambda: (
+                    image_pub.get_subscription_count() > 0
+                    and info_pub.get_subscription_count() > 0
+                    and all(s.get_publisher_count() > 0 for s in subscriptions)
+                ),
+                STARTUP_TIMEOUT_S,
+            ),
             f'frontend_node did not subscribe to {SOURCE_TOPICS["image"]} and '
             f'{SOURCE_TOPICS["camera_info"]} and publish /{NAMESPACE}/{{{", ".join(types)}}} '
-            f'within {STARTUP_TIMEOUT_S} s')
+            f'within {STARTUP_TIMEOUT_S} s',
+        )
         self._spin_for(0.5)  # let the other side of each match settle
 
         images = source[SOURCE_TOPICS['image']]
         infos = {stamp_ns(msg): msg for msg in source[SOURCE_TOPICS['camera_info']]}
-        replay_stamps = {topic: [stamp_ns(msg) for msg in msgs]
-                         for topic, msgs in replay.items()}
+        replay_stamps = {topic: [stamp_ns(msg) for msg in msgs] for topic, msgs in replay.items()}
         self.assertEqual(len(images), FRAMES, 'the source bag holds a wrong number of images')
-        self.assertEqual(replay_stamps['keypoints'], [stamp_ns(msg) for msg in images],
-                         'the replay did not process every image of the source bag once')
+        self.assertEqual(
+            replay_stamps['keypoints'],
+            [stamp_ns(msg) for msg in images],
+            'the replay did not process every image of the source bag once',
+        )
         for index, image in enumerate(images):
             stamp = stamp_ns(image)
             self.assertIn(stamp, infos, f'frame {index}: no camera_info with its stamp')
@@ -261,21 +310,34 @@ class TestLiveEqualsReplay(ProbeTestCase if HAVE_ROS else unittest.TestCase):
             expected = [topic for topic, stamps in replay_stamps.items() if stamp in stamps]
 
             def missing(stamp=stamp, expected=expected):
-                return [topic for topic in expected
-                        if stamp not in [stamp_ns(msg) for msg in received[topic]]]
+                return [
+                    topic
+                    for topic in expected
+                    if stamp not in [stamp_ns(msg) for msg in received[topic]]
+                ]
+
             self._spin_until(lambda: not missing(), FRAME_TIMEOUT_S)
-            self.assertFalse(missing(), f'frame {index} (stamp {stamp} ns): no message on '
-                             + ', '.join(f'/{NAMESPACE}/{t}' for t in missing())
-                             + f' within {FRAME_TIMEOUT_S} s')
+            self.assertFalse(
+                missing(),
+                f'frame {index} (stamp {stamp} ns): no message on '
+                + ', '.join(f'/{NAMESPACE}/{t}' for t in missing())
+                + f' within {FRAME_TIMEOUT_S} s',
+            )
         self._spin_for(0.5)  # anything published late or twice
 
         for topic in types:
-            self.assertEqual([stamp_ns(msg) for msg in received[topic]], replay_stamps[topic],
-                             f'/{NAMESPACE}/{topic}: the node published other frames than '
-                             f'the replay (stamps in ns)')
+            self.assertEqual(
+                [stamp_ns(msg) for msg in received[topic]],
+                replay_stamps[topic],
+                f'/{NAMESPACE}/{topic}: the node published other frames than '
+                f'the replay (stamps in ns)',
+            )
         self.assertEqual(len(replay['matches']), FRAMES - 1)
-        self.assertGreater(sum(msg.valid for msg in replay['relative_pose']), 0,
-                           'no valid pose in the replay: the comparison would be too weak')
+        self.assertGreater(
+            sum(msg.valid for msg in replay['relative_pose']),
+            0,
+            'no valid pose in the replay: the comparison would be too weak',
+        )
 
         found = []
         for topic in ('keypoints', 'matches', 'relative_pose', 'frontend_status'):
@@ -289,18 +351,27 @@ class TestLiveEqualsReplay(ProbeTestCase if HAVE_ROS else unittest.TestCase):
             found += differences(live.pose.pose, offline.pose, f'{where}.pose.pose')
         if found:
             shown = found[:MAX_REPORTED] + (
-                [f'... and {len(found) - MAX_REPORTED} more'] if len(found) > MAX_REPORTED else [])
-            self.fail(f'live frontend_node and replay differ in {len(found)} fields:\n'
-                      + '\n'.join(shown))
+                [f'... and {len(found) - MAX_REPORTED} more'] if len(found) > MAX_REPORTED else []
+            )
+            self.fail(
+                f'live frontend_node and replay differ in {len(found)} fields:\n'
+                + '\n'.join(shown)
+            )
         for subscription in subscriptions:
             node.destroy_subscription(subscription)
 
 
-@(launch_testing.post_shutdown_test() if HAVE_ROS else lambda cls: cls)
+# launch_testing marks the tests to run after shutdown (a no-op without ROS 2)
+post_shutdown_test = launch_testing.post_shutdown_test() if HAVE_ROS else (lambda cls: cls)
+
+
+@post_shutdown_test
 class TestLiveEqualsReplayShutdown(unittest.TestCase):
 
     def test_node_exit_code(self, proc_info):
         names = list(proc_info.process_names())
-        self.assertTrue(any(name.startswith('frontend_node') for name in names),
-                        f'no frontend_node process among {names}')
+        self.assertTrue(
+            any(name.startswith('frontend_node') for name in names),
+            f'no frontend_node process among {names}',
+        )
         launch_testing.asserts.assertExitCodes(proc_info)

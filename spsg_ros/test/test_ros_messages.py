@@ -1,4 +1,5 @@
 """spsg_ros_msgs: every .msg file follows the rosidl rules and parses with rosbags."""
+
 from __future__ import annotations
 
 import keyword
@@ -18,13 +19,50 @@ MSG_FILES = sorted((MSG_PKG / "msg").glob("*.msg"))
 FIELD_NAME = re.compile(r"^(?!.*__)(?!.*_$)[a-z][a-z0-9_]*$")
 CONSTANT_NAME = re.compile(r"^[A-Z]([A-Z0-9_]?[A-Z0-9]+)*$")
 MESSAGE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16",
-              "int32", "uint32", "int64", "uint64", "string", "wstring"}
+PRIMITIVES = {
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
+}
 # names the generated C++ / Python code cannot use as members
-RESERVED = set(keyword.kwlist) | {"class", "struct", "union", "namespace", "template", "this",
-                                  "operator", "new", "delete", "default", "switch", "case",
-                                  "public", "private", "protected", "virtual", "const", "int",
-                                  "float", "double", "char", "bool", "auto", "register"}
+RESERVED = set(keyword.kwlist) | {
+    "class",
+    "struct",
+    "union",
+    "namespace",
+    "template",
+    "this",
+    "operator",
+    "new",
+    "delete",
+    "default",
+    "switch",
+    "case",
+    "public",
+    "private",
+    "protected",
+    "virtual",
+    "const",
+    "int",
+    "float",
+    "double",
+    "char",
+    "bool",
+    "auto",
+    "register",
+}
 EXPECTED = {"Keypoints", "Matches", "RelativePose", "FrontendStatus"}
 
 
@@ -46,7 +84,9 @@ def parse_msg(text: str):
             assert base in PRIMITIVES, f"line {number}: unknown primitive type {base}"
         if "=" in rest:
             name, value = (part.strip() for part in rest.split("=", 1))
-            assert "/" not in base and "[" not in type_token, f"line {number}: constant of {type_token}"
+            assert "/" not in base and "[" not in type_token, (
+                f"line {number}: constant of {type_token}"
+            )
             constants.append((name, value))
         else:
             fields.append(rest.split()[0])
@@ -106,8 +146,9 @@ def test_messages_register_in_typestores(distro):
     for stem in EXPECTED:
         cls = store.types[f"spsg_ros_msgs/msg/{stem}"]
         _, fields, _ = parse_msg((MSG_PKG / "msg" / f"{stem}.msg").read_text())
-        assert [f for f in cls.__dataclass_fields__ if not f.startswith("__")
-                and f.islower()] == fields
+        assert [
+            f for f in cls.__dataclass_fields__ if not f.startswith("__") and f.islower()
+        ] == fields
     matches = store.types["spsg_ros_msgs/msg/Matches"]
     assert (matches.KIND_TEMPORAL, matches.KIND_STEREO) == (0, 1)
 

@@ -1,6 +1,7 @@
 """ROS package files checked without ROS 2: modules compile, parameters agree with the
 config files and the launch file, RViz shows topics the node publishes, imports are
 declared in package.xml."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spsg_ros.ros import parameters as params
+from spsg_ros import parameters as params
+from spsg_ros.frontend.config import check_parameters
 
 PKG = Path(__file__).resolve().parents[1]
 ROS_MODULES = sorted((PKG / "spsg_ros" / "ros").glob("*.py"))
@@ -26,22 +28,35 @@ def test_modules_compile(path, tmp_path):
 
 
 def test_ros_free_modules_do_not_import_ros():
-    """Only the node imports rclpy and friends; conversions, worker and parameters stay ROS-free."""
-    ros_modules = {"rclpy", "rcl_interfaces", "message_filters", "cv_bridge", "tf2_ros",
-                   "diagnostic_updater", "sensor_msgs", "diagnostic_msgs"}
+    """Only the node imports rclpy and friends; the worker stays ROS-free."""
+    ros_modules = {
+        "rclpy",
+        "rcl_interfaces",
+        "message_filters",
+        "cv_bridge",
+        "tf2_ros",
+        "diagnostic_updater",
+        "sensor_msgs",
+        "diagnostic_msgs",
+    }
     for path in ROS_MODULES:
         if path.name == "frontend_node.py":
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
-                     else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             for name in names:
                 assert name.split(".")[0] not in ros_modules, f"{path.name} imports {name}"
 
 
 # --- parameter table ------------------------------------------------------------
+
 
 def test_parameter_table_is_consistent():
     names = [spec.name for spec in params.PARAMETERS]
@@ -51,15 +66,17 @@ def test_parameter_table_is_consistent():
         assert spec.description.strip(), f"{spec.name} has no description"
         assert params.validate_value(spec, spec.default) is None, spec.name
         if spec.kind in ("integer", "double"):
-            assert spec.min_value is not None and spec.max_value is not None, \
+            assert spec.min_value is not None and spec.max_value is not None, (
                 f"{spec.name}: numeric parameters need a range"
+            )
         if spec.choices:
             assert spec.default in spec.choices
-    assert params.validate_all(params.defaults()) is None
+    assert check_parameters(params.defaults()) is None
 
 
 def test_parameter_defaults_match_frontend_defaults():
     from spsg_ros.frontend.config import load_config
+
     frontend_defaults = load_config(None)
     for spec in params.PARAMETERS:
         if spec.config_path is None:
@@ -85,16 +102,21 @@ def test_validate_value_rejects_bad_values():
     assert params.validate_value(spec["resize"], [640, 480]) is None
     # rclpy hands integer arrays over as array.array('q')
     import array
+
     assert params.validate_value(spec["resize"], array.array("q", [640, 480])) is None
-    assert params.frontend_config({"resize": array.array("q", [320])})["preprocess"]["resize"] == [320]
+    assert params.frontend_config({"resize": array.array("q", [320])})["preprocess"]["resize"] == [
+        320
+    ]
     # the frontend's own rules apply on top of the ranges
-    assert "resize" in params.validate_all({"resize": [0]})
-    assert params.validate_all({"resize": [640]}) is None
+    assert "resize" in check_parameters({"resize": [0]})
+    assert check_parameters({"resize": [640]}) is None
 
 
 def test_frontend_config_mapping():
     values = params.defaults()
-    values.update(max_keypoints=500, weights_dir="", superglue_weights="outdoor", resize=[640, 480])
+    values.update(
+        max_keypoints=500, weights_dir="", superglue_weights="outdoor", resize=[640, 480]
+    )
     config = params.frontend_config(values)
     assert config["superpoint"]["max_keypoints"] == 500
     assert config["backend"]["weights_dir"] is None and config["backend"]["name"] == "auto"
@@ -105,39 +127,43 @@ def test_frontend_config_mapping():
 
 # --- config files -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", params.MODES)
 def test_config_files_hold_every_parameter(mode):
     path = PKG / "config" / f"{mode}.yaml"
     values = params.read_params_file(path)
-    assert set(values) == set(params.PARAMETERS_BY_NAME), \
-        f"{path.name}: missing {set(params.PARAMETERS_BY_NAME) - set(values)}, " \
-        f"unknown {set(values) - set(params.PARAMETERS_BY_NAME)}"
+    names = {spec.name for spec in params.for_mode(mode)}
+    assert set(values) == names, (
+        f"{path.name}: missing {names - set(values)}, unknown {set(values) - names}"
+    )
     for name, value in values.items():
         spec = params.PARAMETERS_BY_NAME[name]
         assert params.validate_value(spec, value) is None, f"{path.name}: {name}"
         expected = mode if name == "mode" else spec.default
         assert value == expected, f"{path.name}: {name} = {value!r}, node default {expected!r}"
-    assert params.validate_all(values) is None
+    assert check_parameters(values) is None
 
 
 @pytest.mark.parametrize("mode", params.MODES)
 def test_config_files_are_generated_from_the_table(mode):
     """config/<mode>.yaml is params_file_text(mode), byte for byte (regenerate on change)."""
     path = PKG / "config" / f"{mode}.yaml"
-    assert path.read_text(encoding="utf-8") == params.params_file_text(mode), \
+    assert path.read_text(encoding="utf-8") == params.params_file_text(mode), (
         f"{path.name} is out of date: regenerate it with parameters.params_file_text"
+    )
 
 
 def test_read_params_file_errors(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("other_node:\n  ros__parameters:\n    mode: mono\n")
-    with pytest.raises(ValueError, match="no \"frontend_node: ros__parameters:\" section"):
+    with pytest.raises(ValueError, match="no \"/\\*\\*/frontend_node: ros__parameters:\" section"):
         params.read_params_file(path)
     path.write_text("/**:\n  ros__parameters:\n    frontend:\n      depth: 3\n")
     assert params.read_params_file(path) == {"frontend.depth": 3}
 
 
 # --- launch file (parsed, not imported) ---------------------------------------------
+
 
 def _launch_arguments():
     tree = ast.parse(LAUNCH_FILE.read_text())
@@ -149,7 +175,8 @@ def _launch_arguments():
                 default = kwargs.get("default_value")
                 declared[node.args[0].value] = (
                     default.value if isinstance(default, ast.Constant) else default,
-                    ast.literal_eval(kwargs["choices"]) if "choices" in kwargs else None)
+                    ast.literal_eval(kwargs["choices"]) if "choices" in kwargs else None,
+                )
     overrides = None
     for node in tree.body:
         if isinstance(node, ast.Assign) and node.targets[0].id == "OVERRIDE_ARGUMENTS":
@@ -160,9 +187,19 @@ def _launch_arguments():
 def test_launch_arguments_match_parameters():
     declared, overrides = _launch_arguments()
     assert overrides, "OVERRIDE_ARGUMENTS not found"
-    required = {"params_file", "mode", "backend", "use_sim_time", "rviz", "image_topic",
-                "camera_info_topic", "left_image_topic", "left_camera_info_topic",
-                "right_image_topic", "right_camera_info_topic"}
+    required = {
+        "params_file",
+        "mode",
+        "backend",
+        "use_sim_time",
+        "rviz",
+        "image_topic",
+        "camera_info_topic",
+        "left_image_topic",
+        "left_camera_info_topic",
+        "right_image_topic",
+        "right_camera_info_topic",
+    }
     assert required <= set(declared) | set(overrides)
     for name in overrides:
         assert name in params.PARAMETERS_BY_NAME, f"launch argument {name} is no node parameter"
@@ -180,8 +217,8 @@ def test_launch_arguments_match_parameters():
 def test_node_declares_the_table():
     """The node declares exactly the table (one loop) and reads only names from it."""
     text = NODE_FILE.read_text()
-    assert text.count("declare_parameter(") == 1
-    assert "for spec in parameters.PARAMETERS:" in text
+    assert text.count("declare_parameter(") == 2  # mode first, then the mode's table
+    assert "for spec in self._specs:" in text and "parameters.for_mode(mode)" in text
     used = set(re.findall(r"(?:values|settings|proposed)\[['\"](\w+)['\"]\]", text))
     used |= set(re.findall(r"'(\w+)'", text.split("_OUTPUT_SETTINGS = (")[1].split(")")[0]))
     assert used, "no parameter reads found"
@@ -191,12 +228,14 @@ def test_node_declares_the_table():
 
 # --- RViz and package.xml -------------------------------------------------------------
 
+
 def _published_topics():
     return set(re.findall(r"create_publisher\(\s*types\.\w+,\s*'([\w/]+)'", NODE_FILE.read_text()))
 
 
 def test_rviz_shows_published_topics():
     import yaml
+
     config = yaml.safe_load((PKG / "rviz" / "frontend.rviz").read_text())
     manager = config["Visualization Manager"]
     shown = {d["Class"]: d["Topic"]["Value"] for d in manager["Displays"] if "Topic" in d}
@@ -206,7 +245,10 @@ def test_rviz_shows_published_topics():
     published = _published_topics()
     for topic in shown.values():
         assert topic.lstrip("/") in published
-    assert manager["Global Options"]["Fixed Frame"] == params.PARAMETERS_BY_NAME["odom_frame_id"].default
+    assert (
+        manager["Global Options"]["Fixed Frame"]
+        == params.PARAMETERS_BY_NAME["odom_frame_id"].default
+    )
 
 
 def test_ros_imports_are_declared_in_package_xml():
@@ -220,6 +262,7 @@ def test_ros_imports_are_declared_in_package_xml():
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 imported.add(node.module.split(".")[0])
     import sys
+
     ros_packages = imported - set(sys.stdlib_module_names) - {"numpy", "cv2", "spsg_ros"}
     assert {"rclpy", "message_filters", "diagnostic_updater", "launch_ros"} <= ros_packages
     missing = ros_packages - declared
@@ -231,12 +274,16 @@ def test_ros_imports_are_declared_in_package_xml():
 
 def test_ros_workflow_builds_both_distributions():
     import yaml
+
     workflow = yaml.safe_load((PKG.parent / ".github" / "workflows" / "ros.yml").read_text())
     job = workflow["jobs"]["colcon"]
     pairs = {(m["distro"], m["os"]) for m in job["strategy"]["matrix"]["include"]}
     assert pairs == {("humble", "ubuntu-22.04"), ("jazzy", "ubuntu-24.04")}
     uses = {step["uses"].split("@")[0]: step for step in job["steps"] if "uses" in step}
-    assert uses["ros-tooling/setup-ros"]["with"]["required-ros-distributions"] == "${{ matrix.distro }}"
+    assert (
+        uses["ros-tooling/setup-ros"]["with"]["required-ros-distributions"]
+        == "${{ matrix.distro }}"
+    )
     ci = uses["ros-tooling/action-ros-ci"]["with"]
     assert ci["package-name"].split() == ["spsg_ros_msgs", "spsg_ros"]
     assert ci["target-ros2-distro"] == "${{ matrix.distro }}"

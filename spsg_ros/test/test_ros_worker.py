@@ -1,4 +1,5 @@
 """The node's latest-frame worker and its statistics (no ROS needed)."""
+
 from __future__ import annotations
 
 import threading
@@ -24,7 +25,7 @@ def test_worker_processes_latest_and_counts_drops():
     worker.start()
     try:
         worker.submit(0)
-        assert started.wait(5)           # frame 0 is in progress
+        assert started.wait(5)  # frame 0 is in progress
         replaced = [worker.submit(i) for i in range(1, 6)]
         # 1..4 were each replaced by a newer frame while 0 was processed
         assert replaced == [False, True, True, True, True]
@@ -61,7 +62,9 @@ def test_exception_keeps_worker_alive():
             raise RuntimeError("corrupt frame")
         done.append(item)
 
-    worker = LatestFrameWorker(process, on_error=lambda error, item: errors.append((str(error), item)))
+    worker = LatestFrameWorker(
+        process, on_error=lambda error, item: errors.append((str(error), item))
+    )
     worker.start()
     try:
         worker.submit("bad")
@@ -114,7 +117,7 @@ def test_stop_discards_waiting_frame_and_is_idempotent():
     gate.set()
     stopper.join(5)
     assert seen == [1] and not worker.running
-    assert worker.stop(1)                 # second stop is a no-op
+    assert worker.stop(1)  # second stop is a no-op
     assert LatestFrameWorker(lambda item: None).stop(1)  # never started
 
 
@@ -133,7 +136,7 @@ def test_wait_idle_times_out_while_busy():
 def test_latency_percentiles_over_window():
     stats = LatencyStats(window=100)
     assert np.isnan(stats.percentile(50))
-    for value in range(1, 201):           # only the last 100 (101..200) count
+    for value in range(1, 201):  # only the last 100 (101..200) count
         stats.add(value)
     assert len(stats) == 100
     assert stats.percentile(50) == pytest.approx(150.5)
@@ -144,14 +147,14 @@ def test_rate_meter_with_fake_clock():
     now = [0.0]
     meter = RateMeter(events=20, max_age_s=120.0, clock=lambda: now[0])
     assert meter.rate() == 0.0
-    for _ in range(11):                   # 10 intervals of 0.1 s
+    for _ in range(11):  # 10 intervals of 0.1 s
         meter.tick()
         now[0] += 0.1
     now[0] -= 0.1
     assert meter.rate() == pytest.approx(10.0)
-    now[0] += 5.0                          # input stopped: the rate decays ...
+    now[0] += 5.0  # input stopped: the rate decays ...
     assert meter.rate() == pytest.approx(10 / 6.0)
-    now[0] += 200.0                        # ... and is 0 once every event is too old
+    now[0] += 200.0  # ... and is 0 once every event is too old
     assert meter.rate() == 0.0
     with pytest.raises(ValueError):
         RateMeter(events=1)
@@ -166,9 +169,9 @@ def test_rate_meter_means_something_at_low_frame_rates():
     for _ in range(4):
         meter.tick()
         now[0] += 5.0
-    now[0] -= 4.0                           # 1 s after the last frame
+    now[0] -= 4.0  # 1 s after the last frame
     assert meter.rate() == pytest.approx(0.2)
-    now[0] += 2.0                           # still within one period: unchanged
+    now[0] += 2.0  # still within one period: unchanged
     assert meter.rate() == pytest.approx(0.2)
 
 
@@ -195,6 +198,6 @@ def test_stereo_pairing_counts_images_without_partner():
 
 def test_stereo_pairing_counts_a_side_that_never_arrives():
     pairing = StereoPairing(slop_s=0.02, queue_size=3)
-    for t in range(6):                      # left images only: the queue overflows
+    for t in range(6):  # left images only: the queue overflows
         pairing.arrived(0, t * 100_000_000)
     assert pairing.unpaired == [3, 0]

@@ -5,10 +5,13 @@ descriptor map) and SuperGlue up to its log-assignment matrix. Everything
 before and after (scaling, NMS, keypoint selection, descriptor sampling, match
 extraction) runs on the host in numpy, identically for all backends.
 """
+
 from __future__ import annotations
 
+import difflib
+import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -19,6 +22,29 @@ from ..matching.types import Matches
 class BackendUnavailable(RuntimeError):
     """The requested backend or execution provider cannot run here; the message
     names what is installed and how to get the missing piece."""
+
+
+class BackendOptionError(ValueError):
+    """Options the backend does not take: the message names each one (with a
+    close match when there is one) and lists the backend's valid options."""
+
+    def __init__(
+        self, backend: str, unknown: Iterable[str], valid: Iterable[str], detail: str = ""
+    ):
+        self.backend = backend
+        self.unknown = list(unknown)
+        self.valid = sorted(valid)
+        named = ", ".join(_with_hint(name, self.valid) for name in self.unknown)
+        plural = "s" if len(self.unknown) > 1 else ""
+        super().__init__(
+            f"backend '{backend}' has no option{plural} {named}{detail}; "
+            f"valid options: {', '.join(self.valid)}"
+        )
+
+
+def _with_hint(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'"
 
 
 class Backend(ABC):
@@ -37,21 +63,28 @@ class Backend(ABC):
         """Features of each image of the batch: dense network, then the numpy host
         post-processing (backends may override with an on-device equivalent)."""
         from ..features.superpoint_post import postprocess
+
         height, width = images.shape[-2:]
         semi, desc = self.superpoint_dense(images)
-        return [postprocess(semi[i], desc[i], config, (width, height)) for i in range(images.shape[0])]
+        return [
+            postprocess(semi[i], desc[i], config, (width, height)) for i in range(images.shape[0])
+        ]
 
     @abstractmethod
     def superglue_log_assignment(self, features0: Features, features1: Features) -> np.ndarray:
         """Log assignment (N0+1, N1+1) with dustbins for one pair, both non-empty."""
 
-    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
+    def superglue(
+        self, features0: Features, features1: Features, match_threshold: float
+    ) -> Matches:
         """Upstream matches for one pair; empty inputs give no matches."""
         from ..matching.superglue_post import matches_from_log_assignment
+
         if len(features0) == 0 or len(features1) == 0:
             return Matches.empty(len(features0), len(features1))
         return matches_from_log_assignment(
-            self.superglue_log_assignment(features0, features1), match_threshold)
+            self.superglue_log_assignment(features0, features1), match_threshold
+        )
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend name, device, provider; logged and put in diagnostics."""
@@ -79,10 +112,40 @@ def available_backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backend(name: str = "torch", **options: Any) -> Backend:
-    """Build the backend ``name`` with its options (weights, configs, device ...)."""
+def _factory(name: str) -> BackendFactory:
     from . import load_builtin_backends
+
     load_builtin_backends()
     if name not in _REGISTRY:
-        raise BackendUnavailable(f"unknown backend '{name}' (available: {', '.join(available_backend_names())})")
-    return _REGISTRY[name](**options)
+        raise BackendUnavailable(
+            f"unknown backend '{name}' (available: {', '.join(available_backend_names())})"
+        )
+    return _REGISTRY[name]
+
+
+def backend_option_names(name: str) -> frozenset[str] | None:
+    """The keyword options backend ``name`` takes, from its factory's signature;
+    None when it takes any (a factory with ``**options``, such as ``auto``)."""
+    try:
+        params = list(inspect.signature(_factory(name)).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: not checked
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def check_backend_options(name: str, options: Iterable[str]) -> None:
+    """Raise :class:`BackendOptionError` for option names backend ``name`` does not take."""
+    valid = backend_option_names(name)
+    unknown = [key for key in options if valid is not None and key not in valid]
+    if unknown:
+        raise BackendOptionError(name, unknown, valid)
+
+
+def create_backend(name: str = "torch", **options: Any) -> Backend:
+    """Build the backend ``name`` with its options (weights, configs, device ...);
+    an option it does not take is a :class:`BackendOptionError`."""
+    factory = _factory(name)
+    check_backend_options(name, options)
+    return factory(**options)

@@ -2,6 +2,7 @@
 one from the ``.pth`` weights into a cache folder keyed by the weights' sha256,
 the architecture and the export revision, and every later run (of any backend)
 reuses it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..export import contract
+from ..networks import contract
 from .base import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,13 @@ def default_cache_dir() -> Path:
     return Path(env) / "onnx" if env else Path.home() / ".cache" / "spsg_ros" / "onnx"
 
 
-def find_model(folder: Path, stems: Iterable[str], network: str, required: bool,
-               suffixes: Iterable[str] = (".onnx",)) -> Path | None:
+def find_model(
+    folder: Path,
+    stems: Iterable[str],
+    network: str,
+    required: bool,
+    suffixes: Iterable[str] = (".onnx",),
+) -> Path | None:
     """The first ``<stem><suffix>`` present in ``folder``; none there is an error
     when ``required`` (the backend may not export one itself)."""
     stems = list(stems)
@@ -34,17 +40,23 @@ def find_model(folder: Path, stems: Iterable[str], network: str, required: bool,
             if candidate.is_file():
                 return candidate
     if required:
-        raise BackendUnavailable(f"no {network} model in {folder} (looked for "
-                                 f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export --out {folder}`")
+        raise BackendUnavailable(
+            f"no {network} model in {folder} (looked for "
+            f"{', '.join(s + '.onnx' for s in stems)}); run `spsg-ros export --out {folder}`"
+        )
     return None
 
 
-def cache_folder(cache_dir: Path, network: str, weights: Any, weights_dir: Any,
-                 config: Mapping[str, Any]) -> Path:
+def cache_folder(
+    cache_dir: Path, network: str, weights: Any, weights_dir: Any, config: Mapping[str, Any]
+) -> Path:
     """``<cache_dir>/<network>-<key>`` for these weights and architecture."""
     from ..networks.weights import resolve_weights, sha256
+
     digest = sha256(resolve_weights(weights, network, weights_dir))
-    keys = contract.SUPERGLUE_ARCH_KEYS if network == "superglue" else contract.SUPERPOINT_ARCH_KEYS
+    keys = (
+        contract.SUPERGLUE_ARCH_KEYS if network == "superglue" else contract.SUPERPOINT_ARCH_KEYS
+    )
     arch = {k: config[k] for k in keys}
     arch["export_revision"] = contract.EXPORT_REVISION  # new graphs -> new cache entries
     key = hashlib.sha256((digest + json.dumps(arch, sort_keys=True)).encode()).hexdigest()[:16]
@@ -63,10 +75,12 @@ def export_once(folder: Path, stem: str, network: str, export: Callable[[Path], 
     if target.is_file() and contract.sidecar_path(target).is_file():
         return target
     try:
-        from ..export.onnx_export import ExportError
+        from ..networks.onnx_export import ExportError
     except ImportError as exc:  # torch / onnx missing
-        raise BackendUnavailable(f"cannot export the {network} model here ({exc}); pass an exported "
-                                 "model or --onnx-dir with models from `spsg-ros export`") from exc
+        raise BackendUnavailable(
+            f"cannot export the {network} model here ({exc}); pass an exported "
+            "model or --onnx-dir with models from `spsg-ros export`"
+        ) from exc
     log.info("exporting %s to %s (once; later runs reuse it)", network, target)
     tmp = folder / f".tmp-{os.getpid()}-{threading.get_ident()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -75,8 +89,10 @@ def export_once(folder: Path, stem: str, network: str, export: Callable[[Path], 
         os.replace(tmp / target.name, target)
         os.replace(contract.sidecar_path(tmp / target.name), contract.sidecar_path(target))
     except ExportError as exc:
-        raise BackendUnavailable(f"no exported {network} model given and it cannot be exported "
-                                 f"here: {exc}. Pass --onnx-dir with models from `spsg-ros export`") from exc
+        raise BackendUnavailable(
+            f"no exported {network} model given and it cannot be exported "
+            f"here: {exc}. Pass --onnx-dir with models from `spsg-ros export`"
+        ) from exc
     finally:
         for leftover in tmp.glob("*"):
             leftover.unlink()

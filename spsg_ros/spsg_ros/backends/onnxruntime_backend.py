@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: the exported models (see :mod:`spsg_ros.export.contract`)
+"""ONNX Runtime backend: the exported models (see :mod:`spsg_ros.networks.contract`)
 on TensorRT, CUDA, OpenVINO or CPU execution providers.
 
 Models come from ``superpoint_model`` / ``superglue_model`` (``.onnx`` files with
@@ -35,8 +35,9 @@ one), and skipped with a log line in the default chain of a device.
 SuperGlue runs either the dynamic model (exact keypoints, masks of ones; the
 default, fastest on CPU) or a static model with ``num_slots`` K (TensorRT,
 fixed engines): padded with validity masks; more than K keypoints keep the K
-best by score (see :mod:`spsg_ros.export.static_superglue`).
+best by score (see :mod:`spsg_ros.backends.static_superglue`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..export import contract
+from ..networks import contract
 from ..features.superpoint_post import superpoint_config
 from ..matching.superglue_post import superglue_config
 from .base import BackendUnavailable, register_backend
@@ -65,21 +66,29 @@ PROVIDER_NAMES = {
 }
 PROVIDER_PACKAGES = {
     "TensorrtExecutionProvider": "pip install onnxruntime-gpu (CUDA 12) plus TensorRT 10 "
-                                 "(pip install tensorrt, or the NVIDIA packages) on the library path",
-    "CUDAExecutionProvider": "pip install onnxruntime-gpu (instead of onnxruntime; CUDA 12 + cuDNN 9)",
+    "(pip install tensorrt, or the NVIDIA packages) on the library path",
+    "CUDAExecutionProvider": (
+        "pip install onnxruntime-gpu (instead of onnxruntime; CUDA 12 + cuDNN 9)"
+    ),
     "OpenVINOExecutionProvider": "pip install onnxruntime-openvino (instead of onnxruntime)",
     "CPUExecutionProvider": "pip install onnxruntime",
 }
-GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                      "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+GRAPH_OPTIMIZATION = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise BackendUnavailable("the onnxruntime backend needs ONNX Runtime: pip install onnxruntime "
-                                 "(CPU), onnxruntime-gpu (CUDA/TensorRT) or onnxruntime-openvino") from exc
+        raise BackendUnavailable(
+            "the onnxruntime backend needs ONNX Runtime: pip install onnxruntime "
+            "(CPU), onnxruntime-gpu (CUDA/TensorRT) or onnxruntime-openvino"
+        ) from exc
     return onnxruntime
 
 
@@ -89,8 +98,10 @@ def full_provider_name(name: str) -> str:
         return PROVIDER_NAMES[key.lower()]
     if key.endswith("ExecutionProvider"):
         return key
-    raise BackendUnavailable(f"unknown execution provider '{name}' (known: "
-                             f"{', '.join(sorted(set(PROVIDER_NAMES)))} or a full ONNX Runtime name)")
+    raise BackendUnavailable(
+        f"unknown execution provider '{name}' (known: "
+        f"{', '.join(sorted(set(PROVIDER_NAMES)))} or a full ONNX Runtime name)"
+    )
 
 
 def device_index(device: str) -> int:
@@ -109,14 +120,20 @@ def default_providers(device: str) -> list[str]:
         return ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
     if kind == "cpu":
         return ["CPUExecutionProvider"]
-    raise BackendUnavailable(f"device '{device}' is not one the onnxruntime backend knows: use cpu, "
-                             "cuda[:N] or openvino[:CPU|GPU|NPU]")
+    raise BackendUnavailable(
+        f"device '{device}' is not one the onnxruntime backend knows: use cpu, "
+        "cuda[:N] or openvino[:CPU|GPU|NPU]"
+    )
 
 
-def provider_chain(providers: Sequence[str] | None = None, device: str = "cpu", fp16: bool = False,
-                   cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                   provider_options: Mapping[str, Mapping[str, Any]] | None = None
-                   ) -> list[tuple[str, dict[str, str]]]:
+def provider_chain(
+    providers: Sequence[str] | None = None,
+    device: str = "cpu",
+    fp16: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple[str, dict[str, str]]]:
     """(provider name, options) in order, options as strings the way ONNX Runtime
     documents them. ``cache_dir`` is where TensorRT engines, its timing cache
     and OpenVINO blobs are kept (None: no caches)."""
@@ -127,15 +144,24 @@ def provider_chain(providers: Sequence[str] | None = None, device: str = "cpu", 
     for name in names:
         opts: dict[str, Any] = {}
         if name == "TensorrtExecutionProvider":
-            opts = {"device_id": idx, "trt_fp16_enable": fp16,
-                    "trt_max_workspace_size": 4 << 30}
+            opts = {"device_id": idx, "trt_fp16_enable": fp16, "trt_max_workspace_size": 4 << 30}
             if cache_dir is not None:
                 engines = Path(cache_dir) / "tensorrt"
-                opts.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engines),
-                             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(engines)})
+                opts.update(
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(engines),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(engines),
+                    }
+                )
         elif name == "CUDAExecutionProvider":
-            opts = {"device_id": idx, "cudnn_conv_algo_search": "EXHAUSTIVE",
-                    "arena_extend_strategy": "kSameAsRequested", "do_copy_in_default_stream": True}
+            opts = {
+                "device_id": idx,
+                "cudnn_conv_algo_search": "EXHAUSTIVE",
+                "arena_extend_strategy": "kSameAsRequested",
+                "do_copy_in_default_stream": True,
+            }
         elif name == "OpenVINOExecutionProvider":
             _, _, ov_dev = str(device).partition(":")
             kind = str(device).split(":")[0].lower()
@@ -156,14 +182,23 @@ def _option_str(value: Any) -> str:
     return str(value)
 
 
-def session_options(ort, intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                    graph_optimization: str = "all", spinning: bool | None = None):
+def session_options(
+    ort,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
+    graph_optimization: str = "all",
+    spinning: bool | None = None,
+):
     """SessionOptions with the thread counts, optimisation level and spinning."""
     so = ort.SessionOptions()
     if graph_optimization not in GRAPH_OPTIMIZATION:
-        raise ValueError(f"graph_optimization '{graph_optimization}': choose from "
-                         f"{', '.join(GRAPH_OPTIMIZATION)}")
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
+        raise ValueError(
+            f"graph_optimization '{graph_optimization}': choose from "
+            f"{', '.join(GRAPH_OPTIMIZATION)}"
+        )
+    so.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization]
+    )
     if intra_op_threads:
         so.intra_op_num_threads = int(intra_op_threads)
     if inter_op_threads:
@@ -175,24 +210,31 @@ def session_options(ort, intra_op_threads: int | None = None, inter_op_threads: 
     return so
 
 
-def check_providers_available(chain: list[tuple[str, dict]], available: Sequence[str],
-                              explicit: bool) -> list[tuple[str, dict]]:
+def check_providers_available(
+    chain: list[tuple[str, dict]], available: Sequence[str], explicit: bool
+) -> list[tuple[str, dict]]:
     """Drop providers the installed onnxruntime lacks (an error when they were
     asked for explicitly, or when nothing but CPU would remain of a GPU chain)."""
     missing = [name for name, _ in chain if name not in available]
     kept = [(name, opts) for name, opts in chain if name in available]
     installed = ", ".join(available)
     if missing and explicit:
-        hints = "; ".join(f"{m}: {PROVIDER_PACKAGES.get(m, 'see onnxruntime.ai')}" for m in missing)
-        raise BackendUnavailable(f"execution provider(s) {', '.join(missing)} not available in this "
-                                 f"onnxruntime (installed providers: {installed}). To get them: {hints}")
+        hints = "; ".join(
+            f"{m}: {PROVIDER_PACKAGES.get(m, 'see onnxruntime.ai')}" for m in missing
+        )
+        raise BackendUnavailable(
+            f"execution provider(s) {', '.join(missing)} not available in this "
+            f"onnxruntime (installed providers: {installed}). To get them: {hints}"
+        )
     requested_accel = [n for n, _ in chain if n != "CPUExecutionProvider"]
     kept_accel = [n for n, _ in kept if n != "CPUExecutionProvider"]
     if requested_accel and not kept_accel:
         hints = "; ".join(f"{m}: {PROVIDER_PACKAGES.get(m, '')}" for m in requested_accel)
-        raise BackendUnavailable(f"none of {', '.join(requested_accel)} is available in this "
-                                 f"onnxruntime (installed providers: {installed}). {hints}; or use "
-                                 "--device cpu")
+        raise BackendUnavailable(
+            f"none of {', '.join(requested_accel)} is available in this "
+            f"onnxruntime (installed providers: {installed}). {hints}; or use "
+            "--device cpu"
+        )
     for name in missing:
         log.info("onnxruntime: %s not installed, skipped (installed: %s)", name, installed)
     if not kept:
@@ -203,20 +245,29 @@ def check_providers_available(chain: list[tuple[str, dict]], available: Sequence
 class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     name = "onnxruntime"
 
-    def __init__(self, superpoint_weights: Any = "superpoint", superglue_weights: Any = "indoor",
-                 superpoint_config: Mapping[str, Any] | None = None,
-                 superglue_config: Mapping[str, Any] | None = None,
-                 weights_dir: Any = None, device: str = "cpu",
-                 superpoint_model: str | os.PathLike | None = None,
-                 superglue_model: str | os.PathLike | None = None,
-                 onnx_dir: str | os.PathLike | None = None,
-                 providers: Sequence[str] | None = None,
-                 provider_options: Mapping[str, Mapping[str, Any]] | None = None,
-                 num_slots: int | None = None, fp16: bool = False,
-                 intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                 graph_optimization: str = "all", spinning: bool | None = False,
-                 cache_dir: str | os.PathLike | None = None, export_missing: bool = True,
-                 load_superglue: bool = True, **_: Any):
+    def __init__(
+        self,
+        superpoint_weights: Any = "superpoint",
+        superglue_weights: Any = "indoor",
+        superpoint_config: Mapping[str, Any] | None = None,
+        superglue_config: Mapping[str, Any] | None = None,
+        weights_dir: Any = None,
+        device: str = "cpu",
+        superpoint_model: str | os.PathLike | None = None,
+        superglue_model: str | os.PathLike | None = None,
+        onnx_dir: str | os.PathLike | None = None,
+        providers: Sequence[str] | None = None,
+        provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+        num_slots: int | None = None,
+        fp16: bool = False,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+        graph_optimization: str = "all",
+        spinning: bool | None = False,
+        cache_dir: str | os.PathLike | None = None,
+        export_missing: bool = True,
+        load_superglue: bool = True,
+    ):
         self.ort = _import_ort()
         self.sp_config = _sp_config(superpoint_config)
         self.sg_config = _sg_config(superglue_config)
@@ -229,13 +280,23 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.export_missing = export_missing
         self._explicit_providers = bool(providers)
-        chain = provider_chain(providers, self.device, self.fp16, self.cache_dir,
-                               intra_op_threads, provider_options)
-        self.chain = check_providers_available(chain, self.ort.get_available_providers(),
-                                               self._explicit_providers)
-        self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads, "spinning": spinning}
-        self._so_args = dict(intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                             graph_optimization=graph_optimization, spinning=spinning)
+        chain = provider_chain(
+            providers, self.device, self.fp16, self.cache_dir, intra_op_threads, provider_options
+        )
+        self.chain = check_providers_available(
+            chain, self.ort.get_available_providers(), self._explicit_providers
+        )
+        self.threads = {
+            "intra_op": intra_op_threads,
+            "inter_op": inter_op_threads,
+            "spinning": spinning,
+        }
+        self._so_args = dict(
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            graph_optimization=graph_optimization,
+            spinning=spinning,
+        )
         self._lock = threading.Lock()
         self._sp_sessions: dict[tuple[int, int] | None, tuple[Any, Path]] = {}
         self._sp_explicit = Path(superpoint_model) if superpoint_model is not None else None
@@ -259,12 +320,17 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         try:
             sess = self.ort.InferenceSession(str(path), so, providers=names, provider_options=opts)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise BackendUnavailable(f"onnxruntime could not load {path} with {names}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise BackendUnavailable(
+                f"onnxruntime could not load {path} with {names}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         used = sess.get_providers()
         if names[0] not in used:
-            log.warning("onnxruntime: %s was requested first but the session runs on %s",
-                        names[0], ", ".join(used))
+            log.warning(
+                "onnxruntime: %s was requested first but the session runs on %s",
+                names[0],
+                ", ".join(used),
+            )
         return sess
 
     def _open_superpoint_file(self, path: Path, size: tuple[int, int] | None):
@@ -284,7 +350,9 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
             if found is not None:
                 return found
         config = self.sg_config if network == "superglue" else self.sp_config
-        folder = cache_folder(self.cache_dir, network, self.weights[network], self.weights_dir, config)
+        folder = cache_folder(
+            self.cache_dir, network, self.weights[network], self.weights_dir, config
+        )
         return export_once(folder, stems[0], network, export)
 
     def _superpoint_session(self, height: int, width: int):
@@ -297,16 +365,23 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
             if self._sp_explicit is not None:  # a static model for another size
                 meta = contract.read_sidecar(self._sp_explicit, "superpoint")
                 contract.check_superpoint_model(meta, self.sp_config, size, self._sp_explicit)
-            stems = [contract.superpoint_stem(height, width, self.fp16),
-                     contract.superpoint_stem(None, None, self.fp16)]
+            stems = [
+                contract.superpoint_stem(height, width, self.fp16),
+                contract.superpoint_stem(None, None, self.fp16),
+            ]
             if self.onnx_dir is None:
                 stems = stems[1:]  # the cache holds one dynamic model
 
             def export(target: Path):
-                from ..export.onnx_export import export_superpoint
-                export_superpoint(target, self.weights["superpoint"],
-                                  {"descriptor_dim": self.sp_config["descriptor_dim"]},
-                                  self.weights_dir, fp16=self.fp16)
+                from ..networks.onnx_export import export_superpoint
+
+                export_superpoint(
+                    target,
+                    self.weights["superpoint"],
+                    {"descriptor_dim": self.sp_config["descriptor_dim"]},
+                    self.weights_dir,
+                    fp16=self.fp16,
+                )
 
             path = self._find_or_export("superpoint", stems, export)
             return self._open_superpoint_file(path, size)[0]
@@ -319,10 +394,16 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
             stems = contract.superglue_stems(self.onnx_dir, k, self.fp16)
 
             def export(target: Path):
-                from ..export.onnx_export import export_superglue
-                export_superglue(target, self.weights["superglue"],
-                                 {k_: self.sg_config[k_] for k_ in contract.SUPERGLUE_ARCH_KEYS},
-                                 self.weights_dir, num_slots=k, fp16=self.fp16)
+                from ..networks.onnx_export import export_superglue
+
+                export_superglue(
+                    target,
+                    self.weights["superglue"],
+                    {k_: self.sg_config[k_] for k_ in contract.SUPERGLUE_ARCH_KEYS},
+                    self.weights_dir,
+                    num_slots=k,
+                    fp16=self.fp16,
+                )
 
             path = self._find_or_export("superglue", stems, export)
         meta = contract.read_sidecar(path, "superglue")
@@ -339,8 +420,9 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         sess = self._superpoint_session(h, w)
         semis, descs = [], []
         for i in range(b):
-            semi, desc = sess.run(list(contract.SUPERPOINT_OUTPUTS),
-                                  {contract.SUPERPOINT_INPUT: images[i:i + 1]})
+            semi, desc = sess.run(
+                list(contract.SUPERPOINT_OUTPUTS), {contract.SUPERPOINT_INPUT: images[i : i + 1]}
+            )
             semis.append(semi)
             descs.append(desc)
         if b == 1:
@@ -349,25 +431,36 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
 
     def superglue_slots(self, n0: int, n1: int) -> int | None:
         if self.sg_session is None:
-            raise BackendUnavailable("this onnxruntime backend was built without SuperGlue")
+            raise BackendUnavailable(
+                "this onnxruntime backend was built without SuperGlue "
+                "(load_superglue=False, as for matcher nn)"
+            )
         return self.sg_slots
 
     def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.sg_session.run(list(contract.SUPERGLUE_OUTPUTS), feeds)[0]
 
     def describe(self) -> dict[str, Any]:
-        sp = {f"{k[0]}x{k[1]}" if k else "dynamic": str(p) for k, (_, p) in self._sp_sessions.items()}
+        sp = {
+            f"{k[0]}x{k[1]}" if k else "dynamic": str(p) for k, (_, p) in self._sp_sessions.items()
+        }
         used = None
         if self.sg_session is not None:
             used = self.sg_session.get_providers()
         elif self._sp_sessions:
             used = next(iter(self._sp_sessions.values()))[0].get_providers()
-        return {"backend": self.name, "device": self.device,
-                "providers": used or [n for n, _ in self.chain],
-                "provider_options": {n: o for n, o in self.chain},
-                "superpoint_models": sp, "superglue_model": str(self.sg_path) if self.sg_path else None,
-                "num_slots": self.sg_slots, "fp16": self.fp16,
-                "threads": self.threads, "onnxruntime": self.ort.__version__}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "providers": used or [n for n, _ in self.chain],
+            "provider_options": {n: o for n, o in self.chain},
+            "superpoint_models": sp,
+            "superglue_model": str(self.sg_path) if self.sg_path else None,
+            "num_slots": self.sg_slots,
+            "fp16": self.fp16,
+            "threads": self.threads,
+            "onnxruntime": self.ort.__version__,
+        }
 
     def close(self) -> None:
         self._sp_sessions.clear()
@@ -387,8 +480,10 @@ def _check_io(sess, inputs: Sequence[str], outputs: Sequence[str], path: Path) -
     have_out = [o.name for o in sess.get_outputs()]
     if sorted(have_in) != sorted(inputs) or not set(outputs) <= set(have_out):
         raise contract.ModelContractError(
-            f"{path} has inputs {have_in} and outputs {have_out}; the spsg_ros contract needs inputs "
-            f"{list(inputs)} and outputs {list(outputs)} (export it with `spsg-ros export`)")
+            f"{path} has inputs {have_in} and outputs {have_out}; the spsg_ros contract needs "
+            "inputs "
+            f"{list(inputs)} and outputs {list(outputs)} (export it with `spsg-ros export`)"
+        )
 
 
 register_backend("onnxruntime", OnnxRuntimeBackend)

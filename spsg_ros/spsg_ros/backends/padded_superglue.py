@@ -4,14 +4,19 @@ sets to the model's slots, run it, and cut the valid rows/columns back out.
 Shared by the onnxruntime, openvino and ascend backends, which differ only in how
 many slots they pad to and how they run the model.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod
 
 import numpy as np
 
-from ..export.static_superglue import (expand_log_assignment, scatter_matches, superglue_feeds,
-                                       unpad_log_assignment)
+from .static_superglue import (
+    expand_log_assignment,
+    scatter_matches,
+    superglue_feeds,
+    unpad_log_assignment,
+)
 from ..features.types import Features
 from ..matching.superglue_post import matches_from_log_assignment
 from ..matching.types import Matches
@@ -33,8 +38,9 @@ class PaddedSuperGlueBackend(Backend):
 
     def _run_superglue(self, features0: Features, features1: Features):
         slots = self.superglue_slots(len(features0), len(features1))
-        feeds, index0, index1 = superglue_feeds(features0, features1, slots,
-                                                self.sg_config["descriptor_dim"])
+        feeds, index0, index1 = superglue_feeds(
+            features0, features1, slots, self.sg_config["descriptor_dim"]
+        )
         n0 = len(features0) if index0 is None else len(index0)
         n1 = len(features1) if index1 is None else len(index1)
         return unpad_log_assignment(self.run_padded_superglue(feeds), n0, n1), index0, index1
@@ -43,9 +49,16 @@ class PaddedSuperGlueBackend(Backend):
         sub, index0, index1 = self._run_superglue(features0, features1)
         return expand_log_assignment(sub, index0, index1, len(features0), len(features1))
 
-    def superglue(self, features0: Features, features1: Features, match_threshold: float) -> Matches:
+    def superglue(
+        self, features0: Features, features1: Features, match_threshold: float
+    ) -> Matches:
         if len(features0) == 0 or len(features1) == 0:
             return Matches.empty(len(features0), len(features1))
         sub, index0, index1 = self._run_superglue(features0, features1)
-        return scatter_matches(matches_from_log_assignment(sub, match_threshold), index0, index1,
-                               len(features0), len(features1))
+        return scatter_matches(
+            matches_from_log_assignment(sub, match_threshold),
+            index0,
+            index1,
+            len(features0),
+            len(features1),
+        )

@@ -12,6 +12,7 @@ topic names under the namespace ``/camera``):
 
 Frames the reader could not load are skipped and counted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,18 +31,33 @@ log = logging.getLogger(__name__)
 
 def camera_info_msg(typestore, info: CameraInfo, stamp_ns: int, frame_id: str) -> Any:
     """sensor_msgs/CameraInfo (ROS 2 field names) of our CameraInfo."""
-    from ..ros.conversions import MessageTypes, make_header
+    from ..messages.conversions import MessageTypes, make_header
+
     types = MessageTypes.from_typestore(typestore)
     T = typestore.types
     D = np.asarray(info.D, np.float64).ravel()
     P = np.hstack([info.K, np.zeros((3, 1))]) if info.P is None else np.asarray(info.P, np.float64)
-    model = "plumb_bob" if D.size in (0, 5) else ("rational_polynomial" if D.size == 8 else "plumb_bob")
-    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    model = (
+        "plumb_bob"
+        if D.size in (0, 5)
+        else ("rational_polynomial" if D.size == 8 else "plumb_bob")
+    )
+    roi = T["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
     return T["sensor_msgs/msg/CameraInfo"](
-        header=make_header(types, stamp_ns, frame_id), height=int(info.height), width=int(info.width),
-        distortion_model=model, d=np.ascontiguousarray(D if D.size else np.zeros(5)),
+        header=make_header(types, stamp_ns, frame_id),
+        height=int(info.height),
+        width=int(info.width),
+        distortion_model=model,
+        d=np.ascontiguousarray(D if D.size else np.zeros(5)),
         k=np.ascontiguousarray(np.asarray(info.K, np.float64).ravel()),
-        r=np.eye(3).ravel(), p=np.ascontiguousarray(P.ravel()), binning_x=0, binning_y=0, roi=roi)
+        r=np.eye(3).ravel(),
+        p=np.ascontiguousarray(P.ravel()),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
 
 
 @dataclass
@@ -54,9 +70,15 @@ class ConversionReport:
     interrupted: bool = False
 
 
-def sequence_to_bag(sequence: Sequence, out: str | Path, prefix: str = "/camera", storage: str = "mcap",
-                    progress: bool = True, distro: str = "humble",
-                    start_time_ns: Optional[int] = None) -> ConversionReport:
+def sequence_to_bag(
+    sequence: Sequence,
+    out: str | Path,
+    prefix: str = "/camera",
+    storage: str = "mcap",
+    progress: bool = True,
+    distro: str = "humble",
+    start_time_ns: Optional[int] = None,
+) -> ConversionReport:
     """Write ``sequence`` into a new ROS 2 bag at ``out``.
 
     ``start_time_ns`` shifts all stamps so the first frame is at that time (useful
@@ -64,7 +86,7 @@ def sequence_to_bag(sequence: Sequence, out: str | Path, prefix: str = "/camera"
     """
     from tqdm import tqdm
 
-    from ..ros.conversions import array_to_image_msg, MessageTypes, pose_stamped_msg
+    from ..messages.conversions import array_to_image_msg, MessageTypes, pose_stamped_msg
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     report = ConversionReport(Path(out))
@@ -73,40 +95,69 @@ def sequence_to_bag(sequence: Sequence, out: str | Path, prefix: str = "/camera"
     offset: Optional[int] = None
     right_info = sequence.right_camera_info
     if stereo and right_info is not None and (right_info.P is None or right_info.P[0, 3] == 0):
-        log.warning("%s: the stereo pair is not rectified (its right CameraInfo P has no baseline): "
-                    "a node reading this bag gets no stereo baseline from camera_info", sequence.path)
+        log.warning(
+            "%s: the stereo pair is not rectified (its right CameraInfo P has no baseline): "
+            "a node reading this bag gets no stereo baseline from camera_info",
+            sequence.path,
+        )
     with BagWriter(out, storage=storage, distro=distro) as bag:
         types = MessageTypes.from_typestore(bag.typestore)
         try:
-            for frame in tqdm(sequence, total=len(sequence) or None, desc="to-bag", unit="frame",
-                              disable=not progress):
+            for frame in tqdm(
+                sequence,
+                total=len(sequence) or None,
+                desc="to-bag",
+                unit="frame",
+                disable=not progress,
+            ):
                 if offset is None:
-                    offset = 0 if start_time_ns is None else int(start_time_ns) - int(frame.stamp_ns)
+                    offset = (
+                        0 if start_time_ns is None else int(start_time_ns) - int(frame.stamp_ns)
+                    )
                 stamp = int(frame.stamp_ns) + offset
                 if not frame.ok:
                     report.frames_skipped += 1
                     report.skipped.append(f"{frame.index}: {frame.error}")
                     log.warning("skipping frame %d: %s", frame.index, frame.error)
                     continue
-                bag.write(f"{left_ns}/image_raw",
-                          array_to_image_msg(types, frame.image, frame.encoding, stamp, frame.frame_id), stamp)
+                bag.write(
+                    f"{left_ns}/image_raw",
+                    array_to_image_msg(types, frame.image, frame.encoding, stamp, frame.frame_id),
+                    stamp,
+                )
                 if frame.camera_info is not None:
-                    bag.write(f"{left_ns}/camera_info",
-                              camera_info_msg(bag.typestore, frame.camera_info, stamp, frame.frame_id), stamp)
+                    bag.write(
+                        f"{left_ns}/camera_info",
+                        camera_info_msg(bag.typestore, frame.camera_info, stamp, frame.frame_id),
+                        stamp,
+                    )
                 if stereo and frame.right_image is not None:
                     right_id = frame.right_frame_id or f"{frame.frame_id}_right"
-                    bag.write(f"{prefix}/right/image_raw",
-                              array_to_image_msg(types, frame.right_image, frame.right_encoding, stamp, right_id),
-                              stamp)
+                    bag.write(
+                        f"{prefix}/right/image_raw",
+                        array_to_image_msg(
+                            types, frame.right_image, frame.right_encoding, stamp, right_id
+                        ),
+                        stamp,
+                    )
                     info = frame.right_camera_info or frame.camera_info
                     if info is not None:
-                        bag.write(f"{prefix}/right/camera_info",
-                                  camera_info_msg(bag.typestore, info, stamp, right_id), stamp)
+                        bag.write(
+                            f"{prefix}/right/camera_info",
+                            camera_info_msg(bag.typestore, info, stamp, right_id),
+                            stamp,
+                        )
                 if frame.gt_pose is not None:
-                    bag.write("/ground_truth/pose", pose_stamped_msg(types, frame.gt_pose, stamp, "world"), stamp)
+                    bag.write(
+                        "/ground_truth/pose",
+                        pose_stamped_msg(types, frame.gt_pose, stamp, "world"),
+                        stamp,
+                    )
                 report.frames_written += 1
         except KeyboardInterrupt:
             report.interrupted = True
-            log.warning("interrupted: the bag holds the %d frames written so far", report.frames_written)
+            log.warning(
+                "interrupted: the bag holds the %d frames written so far", report.frames_written
+            )
         report.topics = dict(bag.counts)
     return report

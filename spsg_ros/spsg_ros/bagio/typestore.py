@@ -9,6 +9,7 @@ build of ``spsg_ros_msgs`` generates. They are looked up, in order, in:
 3. ``share/spsg_ros_msgs/msg`` under every prefix of ``$AMENT_PREFIX_PATH`` and
    under ``sys.prefix`` (where colcon / apt install them).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,8 @@ def find_msg_dir() -> Path:
     raise MessageDefinitionsNotFound(
         f"spsg_ros_msgs message definitions (*.msg) not found; searched:\n  {listing}\n"
         f"Set {MSG_DIR_ENV} to the spsg_ros_msgs/msg folder of the source tree, or source a "
-        f"ROS 2 workspace where spsg_ros_msgs is installed.")
+        f"ROS 2 workspace where spsg_ros_msgs is installed."
+    )
 
 
 def message_definitions(msg_dir: Union[str, Path, None] = None) -> dict[str, str]:
@@ -87,8 +89,10 @@ def _store_enum(distro):
     try:
         return Stores(key)
     except ValueError:
-        raise ValueError(f"unknown ROS distribution '{distro}' (use one of {', '.join(DISTROS)} "
-                         f"or a rosbags Stores member)") from None
+        raise ValueError(
+            f"unknown ROS distribution '{distro}' (use one of {', '.join(DISTROS)} "
+            f"or a rosbags Stores member)"
+        ) from None
 
 
 def get_spsg_typestore(distro="humble", msg_dir: Union[str, Path, None] = None):

@@ -4,12 +4,13 @@
 first use and a close that is safe to call twice (``with`` blocks close it on
 errors and Ctrl-C, so an interrupted run still leaves a readable bag).
 :class:`ResultsBagWriter` writes the frontend's results with our message types
-(:mod:`spsg_ros.bagio.typestore`, conversions of :mod:`spsg_ros.ros.conversions`).
+(:mod:`spsg_ros.bagio.typestore`, conversions of :mod:`spsg_ros.messages.conversions`).
 
 Humble note: rosbags writes metadata version 9; if ``ros2 bag play`` of an
 older rosbag2 refuses the bag, ``ros2 bag reindex BAG -s mcap`` rewrites the
 metadata for it (rosbag2 issue 1895).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,16 +46,23 @@ class BagWriteError(ValueError):
 class BagWriter:
     """A ROS 2 bag (MCAP by default) with lazily created connections."""
 
-    def __init__(self, path: str | Path, typestore=None, storage: str = "mcap", distro: str = "humble"):
+    def __init__(
+        self, path: str | Path, typestore=None, storage: str = "mcap", distro: str = "humble"
+    ):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         from .typestore import get_spsg_typestore
+
         self.path = Path(path)
         if self.path.exists():
-            raise BagWriteError(f"bag {self.path} already exists (rosbags does not overwrite): "
-                                f"remove it or choose another path")
+            raise BagWriteError(
+                f"bag {self.path} already exists (rosbags does not overwrite): "
+                f"remove it or choose another path"
+            )
         if not self.path.parent.is_dir():
-            raise BagWriteError(f"folder {self.path.parent} for bag {self.path.name} does not exist")
+            raise BagWriteError(
+                f"folder {self.path.parent} for bag {self.path.name} does not exist"
+            )
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
         if plugin is None:
             raise BagWriteError(f"unknown storage '{storage}' (mcap or sqlite3)")
@@ -63,7 +71,9 @@ class BagWriter:
             self._writer = Writer(self.path, version=9, storage_plugin=plugin)
             self._writer.open()
         except Exception as exc:
-            raise BagWriteError(f"cannot create bag {self.path}: {type(exc).__name__}: {exc}") from exc
+            raise BagWriteError(
+                f"cannot create bag {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.closed = False
@@ -102,9 +112,16 @@ class ResultsBagWriter:
     ``/ground_truth/*`` when given.
     """
 
-    def __init__(self, path: str | Path, world_frame_id: str = "odom", backend_name: str = "",
-                 path_every: int = 10, distro: str = "humble"):
-        from ..ros.conversions import MessageTypes
+    def __init__(
+        self,
+        path: str | Path,
+        world_frame_id: str = "odom",
+        backend_name: str = "",
+        path_every: int = 10,
+        distro: str = "humble",
+    ):
+        from ..messages.conversions import MessageTypes
+
         self.bag = BagWriter(path, distro=distro)
         self.types = MessageTypes.from_typestore(self.bag.typestore)
         self.world_frame_id = world_frame_id
@@ -119,14 +136,27 @@ class ResultsBagWriter:
     def path(self) -> Path:
         return self.bag.path
 
-    def write_frame(self, result: FrameResult, T_world_cur: Optional[np.ndarray] = None,
-                    matches_image: Optional[np.ndarray] = None, gt_pose: Optional[np.ndarray] = None,
-                    latency_ms: float = 0.0, right_stamp_ns: Optional[int] = None,
-                    right_frame_id: Optional[str] = None) -> None:
-        from ..ros import conversions as cv
+    def write_frame(
+        self,
+        result: FrameResult,
+        T_world_cur: Optional[np.ndarray] = None,
+        matches_image: Optional[np.ndarray] = None,
+        gt_pose: Optional[np.ndarray] = None,
+        latency_ms: float = 0.0,
+        right_stamp_ns: Optional[int] = None,
+        right_frame_id: Optional[str] = None,
+    ) -> None:
+        from ..messages import conversions as cv
+
         types, stamp = self.types, int(result.stamp_ns)
-        msgs = cv.frame_result_to_messages(types, result, backend=self.backend_name, latency_ms=latency_ms,
-                                           right_stamp_ns=right_stamp_ns, right_frame_id=right_frame_id)
+        msgs = cv.frame_result_to_messages(
+            types,
+            result,
+            backend=self.backend_name,
+            latency_ms=latency_ms,
+            right_stamp_ns=right_stamp_ns,
+            right_frame_id=right_frame_id,
+        )
         self.bag.write(RESULT_TOPICS["keypoints"], msgs.keypoints, stamp)
         self.bag.write(RESULT_TOPICS["relative_pose"], msgs.relative_pose, stamp)
         self.bag.write(RESULT_TOPICS["status"], msgs.status, stamp)
@@ -137,8 +167,11 @@ class ResultsBagWriter:
         if msgs.stereo_matches is not None:
             self.bag.write(RESULT_TOPICS["stereo_matches"], msgs.stereo_matches, stamp)
         if matches_image is not None:
-            self.bag.write(RESULT_TOPICS["matches_image"],
-                           cv.array_to_image_msg(types, matches_image, "bgr8", stamp, result.frame_id), stamp)
+            self.bag.write(
+                RESULT_TOPICS["matches_image"],
+                cv.array_to_image_msg(types, matches_image, "bgr8", stamp, result.frame_id),
+                stamp,
+            )
         if T_world_cur is not None:
             pose = cv.pose_stamped_msg(types, T_world_cur, stamp, self.world_frame_id)
             self.bag.write(RESULT_TOPICS["pose"], pose, stamp)
@@ -153,14 +186,20 @@ class ResultsBagWriter:
             self._write_paths()
 
     def _write_paths(self) -> None:
-        from ..ros import conversions as cv
+        from ..messages import conversions as cv
+
         if self._poses:
-            self.bag.write(RESULT_TOPICS["trajectory"],
-                           cv.path_msg(self.types, self._poses, self._last_stamp, self.world_frame_id),
-                           self._last_stamp)
+            self.bag.write(
+                RESULT_TOPICS["trajectory"],
+                cv.path_msg(self.types, self._poses, self._last_stamp, self.world_frame_id),
+                self._last_stamp,
+            )
         if self._gt_poses:
-            self.bag.write(RESULT_TOPICS["gt_path"],
-                           cv.path_msg(self.types, self._gt_poses, self._last_stamp, "world"), self._last_stamp)
+            self.bag.write(
+                RESULT_TOPICS["gt_path"],
+                cv.path_msg(self.types, self._gt_poses, self._last_stamp, "world"),
+                self._last_stamp,
+            )
 
     def close(self) -> None:
         """Write the final paths (unless just written) and close the bag."""

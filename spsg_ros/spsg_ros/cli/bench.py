@@ -1,16 +1,21 @@
-"""``spsg-ros bench``: per-stage latency of the backends against the torch reference.
+"""``spsg-ros bench``: per-stage latency of the backends against the torch baseline.
 
 For each image size and keypoint budget K, a frame pair goes through
 pre-processing, the SuperPoint network, post-processing (per image) and
-SuperGlue (per pair); median / p90 / max over ``--runs`` timed runs after
+SuperGlue (per pair), each stage timed on its own, and the whole pair as the
+frontend runs it; median / p90 / max over ``--runs`` timed runs after
 ``--warmup``, peak memory, agreement with the baseline, and each backend's
-speed-up over the reference-semantics PyTorch CPU path, which runs in the same
-invocation (runs interleaved). See :mod:`spsg_ros.evaluation.benchmark`.
+speed-up over the baseline: the torch backend in upstream mode (upstream torch
+post-processing) on the CPU, which runs in the same invocation (runs
+interleaved). See :mod:`spsg_ros.evaluation.benchmark`.
 
 Backends are given as ``NAME[:key=value,...]`` with backend options, e.g.
 ``onnxruntime``, ``onnxruntime:num_slots=512`` (static padded SuperGlue),
-``onnxruntime:fp16=true``, ``openvino``, ``torch``.
+``onnxruntime:fp16=true``, ``openvino``, ``torch``. Keys named like the
+accelerator options (``threads``, ``providers``, ``model_cache`` ...) mean what
+those options mean; others are passed to the backend as they are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +47,15 @@ def parse_value(text: str) -> Any:
     return text
 
 
+def spec_keywords(key: str, value: Any) -> dict[str, Any]:
+    """One ``key=value`` of a backend spec as create_backend keywords: keys of the
+    accelerator options go through :func:`.common.accelerator_options`."""
+    from .common import accelerator_options
+
+    as_option = ",".join(map(str, value)) if isinstance(value, list) else value
+    return accelerator_options(argparse.Namespace(**{key: as_option})) or {key: value}
+
+
 def parse_backend_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     """``onnxruntime:num_slots=512,threads=2`` -> (label, backend name, options).
     Lists use ``+``: ``providers=cuda+cpu``."""
@@ -51,15 +65,21 @@ def parse_backend_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq:
             raise argparse.ArgumentTypeError(f"backend spec '{spec}': '{item}' is not key=value")
-        value = parse_value(value)
-        if key == "providers" and isinstance(value, str):
-            value = [value]
-        if key == "threads":
-            key = "intra_op_threads"
-        options[key.replace("-", "_")] = value
+        options.update(spec_keywords(key.replace("-", "_"), parse_value(value)))
     if not name:
         raise argparse.ArgumentTypeError(f"backend spec '{spec}': no backend name")
     return spec, name, options
+
+
+def options_taken(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options backend ``name`` takes (the shared ones go to every --backends spec)."""
+    from ..backends import backend_option_names
+
+    takes = backend_option_names(name)
+    kept = {k: v for k, v in options.items() if takes is None or k in takes}
+    if len(kept) < len(options):
+        log.info("bench: %s does not take %s", name, ", ".join(sorted(set(options) - set(kept))))
+    return kept
 
 
 def add_parser(sub) -> None:
@@ -67,78 +87,144 @@ def add_parser(sub) -> None:
     from ..features.superpoint_post import SUPERPOINT_DEFAULTS
     from ..matching.superglue_post import SUPERGLUE_DEFAULTS
     from .common import add_accelerator_args
-    p = sub.add_parser("bench", help="per-stage latency of the backends against the torch reference",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backends", nargs="+", default=["onnxruntime"], metavar="SPEC",
-                   help="backends to time, NAME[:key=value,...] (default: onnxruntime)")
-    p.add_argument("--no-baseline", action="store_true",
-                   help="skip the reference torch path (then no speed-ups are computed)")
-    p.add_argument("--sizes", type=parse_size, nargs="+", default=list(SIZES), metavar="HxW",
-                   help="image sizes (default: %s)" % " ".join(f"{h}x{w}" for h, w in SIZES))
-    p.add_argument("--ks", type=int, nargs="+", default=list(KS), metavar="K",
-                   help="keypoint budgets: max_keypoints and SuperGlue size (default: %s)"
-                        % " ".join(map(str, KS)))
+
+    p = sub.add_parser(
+        "bench",
+        description=__doc__,
+        help="per-stage latency of the backends against the torch baseline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["onnxruntime"],
+        metavar="SPEC",
+        help="backends to time, NAME[:key=value,...] (default: onnxruntime)",
+    )
+    p.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the torch baseline (then no speed-ups are computed)",
+    )
+    p.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="+",
+        default=list(SIZES),
+        metavar="HxW",
+        help="image sizes (default: %s)" % " ".join(f"{h}x{w}" for h, w in SIZES),
+    )
+    p.add_argument(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=list(KS),
+        metavar="K",
+        help="keypoint budgets: max_keypoints and SuperGlue size (default: %s)"
+        % " ".join(map(str, KS)),
+    )
     p.add_argument("--runs", type=int, default=10, help="timed runs (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: %(default)s)")
-    p.add_argument("--images", nargs=2, default=None, metavar="IMAGE",
-                   help="the frame pair (resized to each size); default: synthetic textured images")
-    p.add_argument("--no-fill-k", action="store_true",
-                   help="run SuperGlue on the detected keypoints only, not topped up to exactly K")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write all results as JSON")
-    p.add_argument("--gap-ms", type=float, default=100.0,
-                   help="idle time before each timed call, so that the previous runner's spinning "
-                        "worker threads settle (default: %(default)s)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="untimed runs first (default: %(default)s)"
+    )
+    p.add_argument(
+        "--images",
+        nargs=2,
+        default=None,
+        metavar="IMAGE",
+        help="the frame pair (resized to each size); default: synthetic textured images",
+    )
+    p.add_argument(
+        "--no-fill-k",
+        action="store_true",
+        help="run SuperGlue on the detected keypoints only, not topped up to exactly K",
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write all results as JSON"
+    )
+    p.add_argument(
+        "--gap-ms",
+        type=float,
+        default=100.0,
+        help="idle time before each timed call, so that the previous runner's spinning "
+        "worker threads settle (default: %(default)s)",
+    )
     g = p.add_argument_group("networks")
     g.add_argument("--superpoint-weights", default="superpoint", metavar="PATH")
     g.add_argument("--superglue-weights", default="indoor", metavar="PATH|indoor|outdoor")
     g.add_argument("--weights-dir", default=None, metavar="DIR")
-    g.add_argument("--keypoint-threshold", type=float, default=SUPERPOINT_DEFAULTS["keypoint_threshold"])
+    g.add_argument(
+        "--keypoint-threshold", type=float, default=SUPERPOINT_DEFAULTS["keypoint_threshold"]
+    )
     g.add_argument("--nms-radius", type=int, default=SUPERPOINT_DEFAULTS["nms_radius"])
-    g.add_argument("--sinkhorn-iterations", type=int, default=SUPERGLUE_DEFAULTS["sinkhorn_iterations"])
+    g.add_argument(
+        "--sinkhorn-iterations", type=int, default=SUPERGLUE_DEFAULTS["sinkhorn_iterations"]
+    )
     g.add_argument("--match-threshold", type=float, default=SUPERGLUE_DEFAULTS["match_threshold"])
     g.add_argument("--device", default="cpu", help="device for the backends (default: cpu)")
     g.add_argument("--torch-threads", type=int, default=None, help="threads of the torch baseline")
     add_accelerator_args(p)
-    p.set_defaults(func=run)
+    # no options: --ks sets max_keypoints per run; the borders stay upstream's
+    p.set_defaults(
+        func=run,
+        max_keypoints=SUPERPOINT_DEFAULTS["max_keypoints"],
+        remove_borders=SUPERPOINT_DEFAULTS["remove_borders"],
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import benchmark as bm
-    from .common import accelerator_options
-    specs = [parse_backend_spec(s) for s in args.backends]
-    sp_config = {"keypoint_threshold": args.keypoint_threshold, "nms_radius": args.nms_radius}
-    sg_config = {"sinkhorn_iterations": args.sinkhorn_iterations, "match_threshold": args.match_threshold}
-    common = {"superpoint_weights": args.superpoint_weights, "superglue_weights": args.superglue_weights,
-              "weights_dir": args.weights_dir, "device": args.device,
-              "superpoint_config": {k: v for k, v in sp_config.items()},
-              "superglue_config": {"sinkhorn_iterations": args.sinkhorn_iterations,
-                                   "match_threshold": args.match_threshold},
-              **accelerator_options(args)}
+    from .common import accelerator_options, backend_options, superglue_options, superpoint_options
+
+    options = backend_options(args)
+    accelerator = accelerator_options(args)
+    network = {k: v for k, v in options.items() if k not in accelerator}
+    sp_config = {k: v for k, v in superpoint_options(args).items() if k != "max_keypoints"}
+    sg_config = superglue_options(args)
+    baseline = None if args.no_baseline else bm.BASELINE
     runners = []
     try:
-        if not args.no_baseline:
-            runners.append(bm.ReferenceTorchRunner(args.superpoint_weights, args.superglue_weights,
-                                                   args.weights_dir, args.torch_threads))
-        for label, name, options in specs:
-            runner = bm.BackendRunner(label, name, {**common, **options})
+        if baseline:
+            runners.append(bm.torch_baseline({**network, "device": "cpu"}, args.torch_threads))
+        for label, name, spec_options in map(parse_backend_spec, args.backends):
+            # the shared options go to the backends that take them; a spec's own are checked
+            shared = options_taken(name, options)
+            runner = bm.BackendRunner(label, name, {**shared, **spec_options})
             log.info("bench: %s runs %s", label, runner.description)
             runners.append(runner)
         results = bm.run_benchmark(
-            runners, args.sizes, args.ks, args.runs, args.warmup, sp_config, sg_config, args.images,
-            fill_k=not args.no_fill_k, baseline=None if args.no_baseline else "torch-ref",
+            runners,
+            args.sizes,
+            args.ks,
+            args.runs,
+            args.warmup,
+            sp_config,
+            sg_config,
+            args.images,
+            fill_k=not args.no_fill_k,
+            baseline=baseline,
             gap=args.gap_ms / 1000.0,
-            progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+            progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+        )
     finally:
         for r in runners:
             r.close()
-    print(bm.format_table(results, None if args.no_baseline else "torch-ref"))
+    print(bm.format_table(results, baseline))
     for r in runners:
         print(f"{r.name}: {r.description}")
     if args.json:
-        settings = {"backends": args.backends, "sizes": args.sizes, "ks": args.ks, "runs": args.runs,
-                    "warmup": args.warmup, "images": args.images, "fill_k": not args.no_fill_k,
-                    "gap_ms": args.gap_ms,
-                    "superpoint_config": sp_config, "superglue_config": sg_config,
-                    "runners": {r.name: r.description for r in runners}}
+        settings = {
+            "backends": args.backends,
+            "sizes": args.sizes,
+            "ks": args.ks,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "images": args.images,
+            "fill_k": not args.no_fill_k,
+            "gap_ms": args.gap_ms,
+            "superpoint_config": sp_config,
+            "superglue_config": sg_config,
+            "runners": {r.name: r.description for r in runners},
+        }
         print(f"wrote {bm.write_json(args.json, results, settings)}")
     return 0

@@ -1,4 +1,5 @@
 """``spsg-ros``: the one command-line entry point, with subcommands."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,15 @@ COMMAND_MODULES = (
     "make_synthetic",
     "export",
     "bench",
+    "params",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spsg-ros", description="SuperPoint + SuperGlue frontend for visual SLAM (ROS-free tools).")
+        prog="spsg-ros",
+        description="SuperPoint + SuperGlue frontend for visual SLAM (ROS-free tools).",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -32,11 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from ..backends.base import BackendUnavailable
     from ..config import ConfigError
     from ..networks.weights import WeightError
+
     try:
         return int(args.func(args) or 0)
     except (WeightError, BackendUnavailable, ConfigError, FileNotFoundError, ValueError) as exc:

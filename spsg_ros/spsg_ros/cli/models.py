@@ -1,4 +1,5 @@
 """``spsg-ros models``: get and inspect weight files."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,9 +11,15 @@ def add_parser(sub) -> None:
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     d = msub.add_parser("download", help="fetch the upstream SuperPoint/SuperGlue weights")
     d.add_argument("names", nargs="*", help="superpoint, indoor, outdoor (default: all)")
-    d.add_argument("--weights-dir", type=Path, default=None, help="target folder (default: spsg_ros/models)")
-    d.add_argument("--base-url", default=None, help="mirror URL (https:// or file://) holding the files")
-    d.add_argument("--force", action="store_true", help="download again even if a valid file is present")
+    d.add_argument(
+        "--weights-dir", type=Path, default=None, help="target folder (default: spsg_ros/models)"
+    )
+    d.add_argument(
+        "--base-url", default=None, help="mirror URL (https:// or file://) holding the files"
+    )
+    d.add_argument(
+        "--force", action="store_true", help="download again even if a valid file is present"
+    )
     d.set_defaults(func=run_download)
     c = msub.add_parser("check", help="load weight files and report whether they fit the networks")
     c.add_argument("--superpoint-weights", default=None)
@@ -20,29 +27,50 @@ def add_parser(sub) -> None:
     c.add_argument("--weights-dir", type=Path, default=None)
     c.set_defaults(func=run_check)
     i = msub.add_parser(
-        "import", help="convert SuperPoint weights (pytorch-superpoint checkpoint, OpenVINO IR) "
-                       "to an upstream-layout .pth",
-        description="Convert SuperPoint weights to the upstream state-dict layout: a pytorch-superpoint "
-                    "training checkpoint (.pth.tar with model_state_dict; BatchNorm layers are folded "
-                    "into the convolutions) or an OpenVINO IR SuperPoint (.xml + .bin).")
-    i.add_argument("source", type=Path, help="checkpoint (.pth/.pth.tar) or IR (.xml, its .bin beside it)")
-    i.add_argument("-o", "--output", type=Path, default=None,
-                   help="target .pth (default: <weights-dir>/<source name>.pth)")
+        "import",
+        help="convert SuperPoint weights (pytorch-superpoint checkpoint, OpenVINO IR) "
+        "to an upstream-layout .pth",
+        description="Convert SuperPoint weights to the upstream state-dict layout: a "
+        "pytorch-superpoint "
+        "training checkpoint (.pth.tar with model_state_dict; BatchNorm layers are folded "
+        "into the convolutions) or an OpenVINO IR SuperPoint (.xml + .bin).",
+    )
+    i.add_argument(
+        "source", type=Path, help="checkpoint (.pth/.pth.tar) or IR (.xml, its .bin beside it)"
+    )
+    i.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="target .pth (default: <weights-dir>/<source name>.pth)",
+    )
     i.add_argument("--weights-dir", type=Path, default=None, help="folder for the default output")
-    i.add_argument("--kind", choices=("auto", "checkpoint", "openvino-ir"), default="auto",
-                   help="source format (default: from the file name)")
-    i.add_argument("--bn-eps", type=float, default=1e-5, help="BatchNorm epsilon (default: %(default)s)")
-    i.add_argument("--trust-pickle", action="store_true",
-                   help="load a checkpoint that holds pickled objects (runs code from the file)")
+    i.add_argument(
+        "--kind",
+        choices=("auto", "checkpoint", "openvino-ir"),
+        default="auto",
+        help="source format (default: from the file name)",
+    )
+    i.add_argument(
+        "--bn-eps", type=float, default=1e-5, help="BatchNorm epsilon (default: %(default)s)"
+    )
+    i.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that holds pickled objects (runs code from the file)",
+    )
     i.add_argument("--force", action="store_true", help="overwrite the output file")
     i.set_defaults(func=run_import)
 
 
 def run_download(args: argparse.Namespace) -> int:
     from ..networks.weights import LICENSE_NOTICE, UPSTREAM_BASE_URL, download_weights, sha256
+
     print(LICENSE_NOTICE)
-    paths = download_weights(args.names or None, args.weights_dir, args.base_url or UPSTREAM_BASE_URL,
-                             force=args.force)
+    paths = download_weights(
+        args.names or None, args.weights_dir, args.base_url or UPSTREAM_BASE_URL, force=args.force
+    )
     for name, path in paths.items():
         print(f"{name}: {path} (git blob id verified, sha256 {sha256(path)})")
     return 0
@@ -50,14 +78,21 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from ..networks.weights import load_superglue, load_superpoint, resolve_weights
+
     if args.superpoint_weights is None and args.superglue_weights is None:
         args.superpoint_weights, args.superglue_weights = "superpoint", "indoor"
     if args.superpoint_weights is not None:
         load_superpoint(args.superpoint_weights, weights_dir=args.weights_dir)
-        print(f"superpoint: {resolve_weights(args.superpoint_weights, 'superpoint', args.weights_dir)} OK")
+        print(
+            "superpoint: "
+            f"{resolve_weights(args.superpoint_weights, 'superpoint', args.weights_dir)} OK"
+        )
     if args.superglue_weights is not None:
         load_superglue(args.superglue_weights, weights_dir=args.weights_dir)
-        print(f"superglue: {resolve_weights(args.superglue_weights, 'superglue', args.weights_dir)} OK")
+        print(
+            "superglue: "
+            f"{resolve_weights(args.superglue_weights, 'superglue', args.weights_dir)} OK"
+        )
     return 0
 
 
@@ -66,6 +101,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     from ..networks.convert import import_superpoint, max_dense_difference, save_state_dict
     from ..networks.weights import default_weights_dir, sha256
+
     result = import_superpoint(args.source, args.kind, args.bn_eps, args.trust_pickle)
     output = args.output
     if output is None:
@@ -75,14 +111,19 @@ def run_import(args: argparse.Namespace) -> int:
     print(f"{result.kind}: {result.source}")
     for note in result.notes:
         print(f"  {note}")
-    print(f"superpoint weights (descriptor_dim {result.descriptor_dim}): {path} (sha256 {sha256(path)})")
+    print(
+        f"superpoint weights (descriptor_dim {result.descriptor_dim}): {path} (sha256 "
+        f"{sha256(path)})"
+    )
     if result.kind == "openvino-ir":
         try:
             import openvino as ov
         except ImportError:
             print("  (install the openvino package to compare the converted weights with the IR)")
             return 0
-        compiled = ov.Core().compile_model(str(result.source), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        compiled = ov.Core().compile_model(
+            str(result.source), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
 
         def forward(image):
             out = compiled({compiled.inputs[0]: image})
@@ -92,6 +133,8 @@ def run_import(args: argparse.Namespace) -> int:
 
         image = np.random.default_rng(0).random((1, 1, 240, 320), dtype=np.float32)
         d_semi, d_desc = max_dense_difference(result.state_dict, forward, image)
-        print(f"  check against the IR (OpenVINO CPU, f32, 240x320): max |semi| diff {d_semi:.2e}, "
-              f"max |normalised desc| diff {d_desc:.2e}")
+        print(
+            f"  check against the IR (OpenVINO CPU, f32, 240x320): max |semi| diff {d_semi:.2e}, "
+            f"max |normalised desc| diff {d_desc:.2e}"
+        )
     return 0

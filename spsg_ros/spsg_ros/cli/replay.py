@@ -3,67 +3,86 @@
 Writes ``DIR/results.mcap`` (ROS 2 bag), ``DIR/metrics.csv``, ``DIR/summary.json``
 and ``DIR/plots/*.png``; see :mod:`spsg_ros.evaluation.replay`.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
 
-from .common import accelerator_options, add_network_args
+from .. import parameters as schema
+from .common import NETWORK_PARAMETERS, accelerator_options, add_network_args
 from .source_args import add_source_args, open_from_args
 
 log = logging.getLogger(__name__)
 
-# network options that override the frontend config only when given on the command line
-_NETWORK_OVERRIDES = {
-    "superpoint_weights": ("backend", "superpoint_weights"),
-    "superglue_weights": ("backend", "superglue_weights"),
-    "weights_dir": ("backend", "weights_dir"),
-    "backend": ("backend", "name"),
-    "device": ("backend", "device"),
-    "max_keypoints": ("superpoint", "max_keypoints"),
-    "nms_radius": ("superpoint", "nms_radius"),
-    "keypoint_threshold": ("superpoint", "keypoint_threshold"),
-    "remove_borders": ("superpoint", "remove_borders"),
-    "sinkhorn_iterations": ("superglue", "sinkhorn_iterations"),
-    "match_threshold": ("superglue", "match_threshold"),
-}
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "replay", help="run a recorded sequence through the frontend (bag, CSV, summary, plots)",
-        description="Run a TartanAir / ASL (EuRoC, OIVIO) / TUM / image-folder / bag sequence through the "
-                    "frontend. Network options not given keep the frontend config's values "
-                    "(--config, else the defaults: max_keypoints 1024, SuperGlue indoor).")
+        "replay",
+        help="run a recorded sequence through the frontend (bag, CSV, summary, plots)",
+        description="Run a TartanAir / ASL (EuRoC, OIVIO) / TUM / image-folder / bag sequence "
+        "through the "
+        "frontend. Network options not given keep the frontend config's values "
+        "(--config, else the defaults shown).",
+    )
     add_source_args(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--config", type=Path, default=None, help="frontend YAML config")
-    p.add_argument("--matcher", choices=("superglue", "nn"), default=None,
-                   help="SuperGlue or mutual nearest neighbour (default: the config's, superglue)")
-    p.add_argument("--pair-with", choices=("previous", "keyframe"), default=None,
-                   help="pair each frame with the previous frame or the current keyframe")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="frontend YAML config, or a node parameter file (spsg_ros/config/<mode>.yaml)",
+    )
+    p.add_argument(
+        "--matcher",
+        choices=("superglue", "nn"),
+        default=None,
+        help="SuperGlue or mutual nearest neighbour (default: the config's, superglue)",
+    )
+    p.add_argument(
+        "--pair-with",
+        choices=("previous", "keyframe"),
+        default=None,
+        help="pair each frame with the previous frame or the current keyframe",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     p.add_argument("--no-bag", action="store_true", help="do not write results.mcap")
-    p.add_argument("--viz-every", type=int, default=1, metavar="N",
-                   help="match picture in the bag every N frames, 0 for none (default: 1)")
-    p.add_argument("--viz-scale", type=float, default=0.5, help="scale of the match pictures (default: 0.5)")
-    p.add_argument("--path-every", type=int, default=10, metavar="N",
-                   help="write the accumulated nav_msgs/Path every N frames (default: 10)")
+    p.add_argument(
+        "--viz-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="match picture in the bag every N frames, 0 for none (default: 1)",
+    )
+    p.add_argument(
+        "--viz-scale", type=float, default=0.5, help="scale of the match pictures (default: 0.5)"
+    )
+    p.add_argument(
+        "--path-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="write the accumulated nav_msgs/Path every N frames (default: 10)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_network_args(p)
-    p.set_defaults(func=run, **{name: None for name in _NETWORK_OVERRIDES})
+    add_network_args(p, given_only=True)
+    p.set_defaults(func=run)
 
 
 def frontend_config(args: argparse.Namespace) -> dict:
     from ..frontend.config import load_config
+
     cfg = load_config(args.config) if args.config is not None else load_config(None)
-    for name, (section, key) in _NETWORK_OVERRIDES.items():
+    for name in NETWORK_PARAMETERS:  # given on the command line: override the config
         value = getattr(args, name, None)
         if value is not None:
+            section, key = schema.PARAMETERS_BY_NAME[name].config_path
             cfg[section][key] = str(value) if name == "weights_dir" else value
     # options of the exported-model runtimes that were given go to the backend as they are
-    cfg["backend"]["options"] = dict(cfg["backend"].get("options") or {}, **accelerator_options(args))
+    cfg["backend"]["options"] = dict(
+        cfg["backend"].get("options") or {}, **accelerator_options(args)
+    )
     if args.matcher is not None:
         cfg["matcher"] = args.matcher
     if args.pair_with is not None:
@@ -79,19 +98,41 @@ def run(args: argparse.Namespace) -> int:
     if len(sequence) == 0:
         raise ValueError(f"{args.source}: no frames in the selection")
     cfg = frontend_config(args)
-    log.info("source: %s (%s, %d frames, ground truth: %s)", sequence.name, sequence.kind, len(sequence),
-             sequence.ground_truth_kind)
+    log.info(
+        "source: %s (%s, %d frames, ground truth: %s)",
+        sequence.name,
+        sequence.kind,
+        len(sequence),
+        sequence.ground_truth_kind,
+    )
     with Frontend(cfg) as frontend:
-        info = {"matcher": cfg["matcher"], "pair_with": cfg["pair_with"],
-                "superpoint": cfg["superpoint"], "backend_config": {
-                    k: (str(v) if v is not None else None) for k, v in cfg["backend"].items() if k != "options"}}
+        info = {
+            "matcher": cfg["matcher"],
+            "pair_with": cfg["pair_with"],
+            "superpoint": cfg["superpoint"],
+            "backend_config": {
+                k: (str(v) if v is not None else None)
+                for k, v in cfg["backend"].items()
+                if k != "options"
+            },
+        }
         try:
             info["backend"] = frontend.backend.describe()
         except Exception as exc:  # informative only
             info["backend"] = {"error": str(exc)}
-        replay = Replay(sequence, frontend, args.out, stereo=args.stereo, overwrite=args.overwrite,
-                        write_bag=not args.no_bag, viz_every=args.viz_every, viz_scale=args.viz_scale,
-                        path_every=args.path_every, progress=not args.no_progress, run_info=info)
+        replay = Replay(
+            sequence,
+            frontend,
+            args.out,
+            stereo=args.stereo,
+            overwrite=args.overwrite,
+            write_bag=not args.no_bag,
+            viz_every=args.viz_every,
+            viz_scale=args.viz_scale,
+            path_every=args.path_every,
+            progress=not args.no_progress,
+            run_info=info,
+        )
         summary = replay.run()
     print(format_summary(summary))
     if summary.get("interrupted"):
@@ -101,26 +142,36 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(summary: dict) -> str:
     m = summary["metrics"]
-    lines = [f"frames: {summary['frames']} ({summary['frames_flagged']} flagged), "
-             f"valid poses: {summary['poses_valid']}, {summary['fps']:.2f} frames/s",
-             f"keypoints {m['num_kp_mean']:.1f}, matches {m['num_matches_mean']:.1f}, "
-             f"inliers {m['inliers_mean']:.1f}, match_prec {m['match_prec_mean']:.3f}, "
-             f"outlier_prec {m['outlier_prec_mean'] if m['outlier_prec_mean'] is not None else float('nan'):.3f}"]
+    lines = [
+        f"frames: {summary['frames']} ({summary['frames_flagged']} flagged), "
+        f"valid poses: {summary['poses_valid']}, {summary['fps']:.2f} frames/s",
+        f"keypoints {m['num_kp_mean']:.1f}, matches {m['num_matches_mean']:.1f}, "
+        f"inliers {m['inliers_mean']:.1f}, match_prec {m['match_prec_mean']:.3f}, "
+        "outlier_prec "
+        f"{m['outlier_prec_mean'] if m['outlier_prec_mean'] is not None else float('nan'):.3f}",
+    ]
     total = summary["latency_ms"].get("total", {})
     if total:
-        lines.append(f"latency per frame: median {total['median']:.1f} ms, p95 {total['p95']:.1f} ms")
+        lines.append(
+            f"latency per frame: median {total['median']:.1f} ms, p95 {total['p95']:.1f} ms"
+        )
     acc = summary.get("accuracy")
     if acc and acc.get("pairs_evaluated"):
-        line = (f"accuracy over {acc['pairs_evaluated']} pairs: AUC@5/10/20 {acc['auc@5']:.1f} / "
-                f"{acc['auc@10']:.1f} / {acc['auc@20']:.1f}, rotation error median "
-                f"{acc.get('rot_err_deg_median', float('nan')):.3f} deg, translation direction median "
-                f"{acc.get('t_dir_err_deg_median', float('nan')):.2f} deg")
+        line = (
+            f"accuracy over {acc['pairs_evaluated']} pairs: AUC@5/10/20 {acc['auc@5']:.1f} / "
+            f"{acc['auc@10']:.1f} / {acc['auc@20']:.1f}, rotation error median "
+            f"{acc.get('rot_err_deg_median', float('nan')):.3f} deg, translation direction median "
+            f"{acc.get('t_dir_err_deg_median', float('nan')):.2f} deg"
+        )
         if "t_err_m_median" in acc:
             line += f", translation error median {acc['t_err_m_median']:.4f} m"
         lines.append(line)
         if "rpe_trans_rmse_m" in acc:
-            lines.append(f"RPE: {acc['rpe_trans_rmse_m']:.4f} m RMSE, {acc['rpe_rot_mean_deg']:.3f} deg mean; "
-                         f"ATE {acc.get('ate_rmse_m', float('nan')):.4f} m RMSE")
+            lines.append(
+                f"RPE: {acc['rpe_trans_rmse_m']:.4f} m RMSE, {acc['rpe_rot_mean_deg']:.3f} deg "
+                "mean; "
+                f"ATE {acc.get('ate_rmse_m', float('nan')):.4f} m RMSE"
+            )
     if summary.get("interrupted"):
         lines.append("interrupted: outputs cover the frames processed so far")
     if summary.get("error"):

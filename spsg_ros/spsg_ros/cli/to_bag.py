@@ -1,4 +1,5 @@
 """``spsg-ros to-bag SOURCE OUT``: a dataset sequence as a ROS 2 bag for ``ros2 bag play``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,32 +10,52 @@ from .source_args import add_source_args, open_from_args
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "to-bag", help="convert a TartanAir / ASL / TUM / image-folder sequence into a ROS 2 bag",
+        "to-bag",
+        help="convert a TartanAir / ASL / TUM / image-folder sequence into a ROS 2 bag",
         description="Write sensor_msgs/Image + CameraInfo (and ground truth as PoseStamped on "
-                    "/ground_truth/pose) into a new ROS 2 bag. Play it into the node with: "
-                    "ros2 bag play OUT  and  ros2 launch spsg_ros frontend.launch.py with the node in "
-                    "the /camera namespace. On Humble, if ros2 bag refuses the bag's metadata version, "
-                    "run: ros2 bag reindex OUT -s mcap.")
+        "/ground_truth/pose) into a new ROS 2 bag. Play it into the node with: "
+        "ros2 bag play OUT  and  ros2 launch spsg_ros frontend.launch.py with the node in "
+        "the /camera namespace. On Humble, if ros2 bag refuses the bag's metadata version, "
+        "run: ros2 bag reindex OUT -s mcap.",
+    )
     add_source_args(p)
     p.add_argument("out", type=Path, help="bag folder to create (must not exist)")
     p.add_argument("--prefix", default="/camera", help="topic prefix (default: %(default)s)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    p.add_argument("--start-time", type=float, default=None, metavar="S",
-                   help="stamp of the first frame in seconds since the epoch (default: keep the source's)")
+    p.add_argument(
+        "--start-time",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stamp of the first frame in seconds since the epoch (default: keep the source's)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..bagio.convert import sequence_to_bag
+
     sequence = open_from_args(args)
     if len(sequence) == 0:
         raise ValueError(f"{args.source}: no frames in the selection")
     start = None if args.start_time is None else int(round(args.start_time * 1e9))
-    report = sequence_to_bag(sequence, args.out, prefix=args.prefix, storage=args.storage,
-                             progress=not args.no_progress, start_time_ns=start)
-    print(f"wrote {report.frames_written} frames to {report.path}"
-          + (f" ({report.frames_skipped} unreadable frames skipped)" if report.frames_skipped else ""))
+    report = sequence_to_bag(
+        sequence,
+        args.out,
+        prefix=args.prefix,
+        storage=args.storage,
+        progress=not args.no_progress,
+        start_time_ns=start,
+    )
+    print(
+        f"wrote {report.frames_written} frames to {report.path}"
+        + (
+            f" ({report.frames_skipped} unreadable frames skipped)"
+            if report.frames_skipped
+            else ""
+        )
+    )
     for topic, count in sorted(report.topics.items()):
         print(f"  {topic}: {count} messages")
     return 130 if report.interrupted else 0

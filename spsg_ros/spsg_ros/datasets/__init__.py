@@ -3,6 +3,7 @@
 :func:`open_source` detects the kind of a path and returns its reader; every
 reader yields :class:`SequenceFrame` objects (see :mod:`.base`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,17 @@ _OPTIONS = {
     "asl": {"stereo", "left", "right", "gt_max_gap", "stereo_tolerance", "intrinsics"},
     "tum": {"stereo", "intrinsics", "max_difference"},
     "folder": {"stereo", "rate_hz", "intrinsics", "frame_id"},
-    "bag": {"stereo", "topic", "right_topic", "camera_info_topic", "right_camera_info_topic", "gt_topic",
-            "intrinsics", "stereo_tolerance", "gt_max_gap"},
+    "bag": {
+        "stereo",
+        "topic",
+        "right_topic",
+        "camera_info_topic",
+        "right_camera_info_topic",
+        "gt_topic",
+        "intrinsics",
+        "stereo_tolerance",
+        "gt_max_gap",
+    },
 }
 _SELECTION = {"start", "duration", "max_frames", "step"}
 
@@ -30,6 +40,7 @@ def detect_kind(path: str | Path) -> str:
     from .rosbag import is_bag
     from .tartanair import is_tartanair
     from .tum import is_tum
+
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"source {path} does not exist")
@@ -44,11 +55,14 @@ def detect_kind(path: str | Path) -> str:
     if is_tum(path):
         return "tum"
     from .base import IMAGE_SUFFIXES
+
     if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         return "folder"
-    raise DatasetError(f"cannot tell what {path} is: expected a TartanAir folder (image_left/, "
-                       f"pose_left.txt), an ASL/EuRoC/OIVIO folder (mav0/cam0/data.csv), a TUM RGB-D "
-                       f"folder (rgb.txt), a bag, or a folder of images")
+    raise DatasetError(
+        f"cannot tell what {path} is: expected a TartanAir folder (image_left/, "
+        f"pose_left.txt), an ASL/EuRoC/OIVIO folder (mav0/cam0/data.csv), a TUM RGB-D "
+        f"folder (rgb.txt), a bag, or a folder of images"
+    )
 
 
 def open_source(path: str | Path, kind: Optional[str] = None, **options: Any) -> Sequence:
@@ -62,22 +76,37 @@ def open_source(path: str | Path, kind: Optional[str] = None, **options: Any) ->
     allowed = _OPTIONS[kind] | _SELECTION
     unused = [k for k, v in options.items() if k not in allowed and v is not None]
     if unused:
-        raise DatasetError(f"option(s) {', '.join(sorted(unused))} do not apply to a {kind} source")
+        raise DatasetError(
+            f"option(s) {', '.join(sorted(unused))} do not apply to a {kind} source"
+        )
     kwargs = {k: v for k, v in options.items() if k in allowed and v is not None}
     if kind == "tartanair":
         from .tartanair import TartanAirSequence
+
         return TartanAirSequence(path, **kwargs)
     if kind == "asl":
         from .euroc import AslSequence
+
         return AslSequence(path, **kwargs)
     if kind == "tum":
         from .tum import TumSequence
+
         return TumSequence(path, **kwargs)
     if kind == "folder":
         from .folder import FolderSequence
+
         return FolderSequence(path, **kwargs)
     from .rosbag import BagSequence
+
     return BagSequence(path, **kwargs)
 
 
-__all__ = ["DatasetError", "Sequence", "SequenceFrame", "Trajectory", "open_source", "detect_kind", "KINDS"]
+__all__ = [
+    "DatasetError",
+    "Sequence",
+    "SequenceFrame",
+    "Trajectory",
+    "open_source",
+    "detect_kind",
+    "KINDS",
+]

@@ -10,6 +10,7 @@ Position-only ground truth (Leica total stations) fills ``gt_position`` only.
 A frame whose image cannot be read is still yielded, with ``image=None`` and
 ``error`` saying why, so that a replay can flag it and go on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,8 @@ from typing import Iterator, Optional
 
 import cv2
 import numpy as np
+
+from ..geometry.rotations import quaternion_to_rotation, rotation_to_quaternion
 
 from ..frontend.types import CameraInfo, Frame
 
@@ -47,10 +50,10 @@ class SequenceFrame:
     right_encoding: str = "mono8"
     right_frame_id: Optional[str] = None
     right_camera_info: Optional[CameraInfo] = None
-    gt_pose: Optional[np.ndarray] = None        # 4x4 T_world_camera (left optical frame)
-    gt_position: Optional[np.ndarray] = None    # (3,) camera (or prism) position in the world
-    source: str = ""                            # file (or bag/topic) the image came from
-    error: Optional[str] = None                 # why the image could not be read
+    gt_pose: Optional[np.ndarray] = None  # 4x4 T_world_camera (left optical frame)
+    gt_position: Optional[np.ndarray] = None  # (3,) camera (or prism) position in the world
+    source: str = ""  # file (or bag/topic) the image came from
+    error: Optional[str] = None  # why the image could not be read
 
     @property
     def ok(self) -> bool:
@@ -64,15 +67,26 @@ class SequenceFrame:
         """The left (or mono) image as a frontend :class:`Frame`."""
         if self.image is None:
             raise DatasetError(f"frame {self.index} has no image: {self.error}")
-        return Frame(image=self.image, stamp_ns=self.stamp_ns, frame_id=self.frame_id,
-                     encoding=self.encoding, camera_info=self.camera_info)
+        return Frame(
+            image=self.image,
+            stamp_ns=self.stamp_ns,
+            frame_id=self.frame_id,
+            encoding=self.encoding,
+            camera_info=self.camera_info,
+        )
 
     def right_frame(self) -> Frame:
         if self.right_image is None:
-            raise DatasetError(f"frame {self.index} has no right image: {self.error or 'mono sequence'}")
-        return Frame(image=self.right_image, stamp_ns=self.stamp_ns,
-                     frame_id=self.right_frame_id or f"{self.frame_id}_right",
-                     encoding=self.right_encoding, camera_info=self.right_camera_info)
+            raise DatasetError(
+                f"frame {self.index} has no right image: {self.error or 'mono sequence'}"
+            )
+        return Frame(
+            image=self.right_image,
+            stamp_ns=self.stamp_ns,
+            frame_id=self.right_frame_id or f"{self.frame_id}_right",
+            encoding=self.right_encoding,
+            camera_info=self.right_camera_info,
+        )
 
 
 class Sequence(ABC):
@@ -85,8 +99,15 @@ class Sequence(ABC):
 
     kind = "sequence"
 
-    def __init__(self, path: str | Path, *, start: float = 0.0, duration: Optional[float] = None,
-                 max_frames: Optional[int] = None, step: int = 1):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        start: float = 0.0,
+        duration: Optional[float] = None,
+        max_frames: Optional[int] = None,
+        step: int = 1,
+    ):
         self.path = Path(path)
         if start < 0:
             raise DatasetError(f"start offset must be >= 0 s, got {start}")
@@ -103,7 +124,7 @@ class Sequence(ABC):
         self.right_camera_info: Optional[CameraInfo] = None
         self.world_frame = "z_up"
         self.has_ground_truth = False
-        self.ground_truth_kind = "none"   # "pose", "position" or "none"
+        self.ground_truth_kind = "none"  # "pose", "position" or "none"
         self.name = self.path.name
 
     @abstractmethod
@@ -121,9 +142,9 @@ class Sequence(ABC):
         t0 = stamps[0] + int(round(self.start * 1e9))
         t1 = None if self.duration is None else t0 + int(round(self.duration * 1e9))
         chosen = [i for i, s in enumerate(stamps) if s >= t0 and (t1 is None or s <= t1)]
-        chosen = chosen[::self.step]
+        chosen = chosen[:: self.step]
         if self.max_frames is not None and self.max_frames >= 0:
-            chosen = chosen[:self.max_frames]
+            chosen = chosen[: self.max_frames]
         return chosen
 
     def __len__(self) -> int:
@@ -135,16 +156,28 @@ class Sequence(ABC):
 
     def describe(self) -> dict:
         info = self.camera_info
-        return {"kind": self.kind, "path": str(self.path), "name": self.name, "frames": len(self),
-                "stereo": self.stereo, "ground_truth": self.ground_truth_kind,
-                "world_frame": self.world_frame,
-                "camera": None if info is None else {
-                    "width": info.width, "height": info.height,
-                    "K": np.asarray(info.K).round(6).tolist(), "D": np.asarray(info.D).round(8).tolist(),
-                    "baseline": info.baseline}}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "name": self.name,
+            "frames": len(self),
+            "stereo": self.stereo,
+            "ground_truth": self.ground_truth_kind,
+            "world_frame": self.world_frame,
+            "camera": None
+            if info is None
+            else {
+                "width": info.width,
+                "height": info.height,
+                "K": np.asarray(info.K).round(6).tolist(),
+                "D": np.asarray(info.D).round(8).tolist(),
+                "baseline": info.baseline,
+            },
+        }
 
 
 # ----------------------------------------------------------------------------- images
+
 
 def encoding_of(image: np.ndarray) -> str:
     """ROS encoding name of an image array as OpenCV loads it."""
@@ -189,7 +222,9 @@ def image_size(path: Path) -> tuple[int, int]:
 def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files
@@ -197,19 +232,21 @@ def list_images(folder: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- poses
 
+
 def quat_xyzw_to_matrix(q) -> np.ndarray:
     """Rotation matrix of a quaternion given as (x, y, z, w); normalised first."""
-    from ..ros.conversions import quaternion_to_rotation
     values = [float(v) for v in q]
-    if len(values) != 4 or not all(math.isfinite(v) for v in values) or \
-            math.sqrt(sum(v * v for v in values)) < 1e-12:
+    if (
+        len(values) != 4
+        or not all(math.isfinite(v) for v in values)
+        or math.sqrt(sum(v * v for v in values)) < 1e-12
+    ):
         raise DatasetError(f"invalid quaternion (x y z w) = {tuple(q)}")
     return quaternion_to_rotation(*values)
 
 
 def matrix_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
     """Unit quaternion (x, y, z, w) with w >= 0 of a rotation matrix."""
-    from ..ros.conversions import rotation_to_quaternion
     return np.array(rotation_to_quaternion(R))
 
 
@@ -243,7 +280,9 @@ class Trajectory:
         order = np.argsort(np.asarray(stamps_ns, np.int64), kind="stable")
         self.stamps = np.asarray(stamps_ns, np.int64)[order]
         self.positions = np.asarray(positions, float).reshape(-1, 3)[order]
-        self.quats = None if quats_xyzw is None else np.asarray(quats_xyzw, float).reshape(-1, 4)[order]
+        self.quats = (
+            None if quats_xyzw is None else np.asarray(quats_xyzw, float).reshape(-1, 4)[order]
+        )
         if self.quats is not None:
             norms = np.linalg.norm(self.quats, axis=1, keepdims=True)
             if np.any(~np.isfinite(norms)) or np.any(norms < 1e-9):
@@ -258,7 +297,9 @@ class Trajectory:
             return None, position
         return pose_matrix(quat_xyzw_to_matrix(quat), position), position
 
-    def at(self, stamp_ns: int, max_gap_ns: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    def at(
+        self, stamp_ns: int, max_gap_ns: int
+    ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """(T_world_body or None, position or None) at ``stamp_ns`` by interpolation."""
         if len(self.stamps) == 0:
             return None, None
@@ -275,7 +316,9 @@ class Trajectory:
         quat = None if self.quats is None else _slerp(self.quats[i - 1], self.quats[i], a)
         return self._result(position, quat)
 
-    def nearest(self, stamp_ns: int, max_diff_ns: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    def nearest(
+        self, stamp_ns: int, max_diff_ns: int
+    ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         if len(self.stamps) == 0:
             return None, None
         i = int(np.searchsorted(self.stamps, stamp_ns))
@@ -288,16 +331,31 @@ class Trajectory:
 
 # ----------------------------------------------------------------------------- intrinsics
 
+
 def default_camera_info(width: int, height: int) -> CameraInfo:
     """A guess for images without calibration: f = max(w, h) (about 53 deg wide), centred."""
     f = float(max(width, height))
     K = np.array([[f, 0, width / 2.0], [0, f, height / 2.0], [0, 0, 1.0]])
-    return CameraInfo(K=K, width=int(width), height=int(height), D=np.zeros(5),
-                      P=np.hstack([K, np.zeros((3, 1))]))
+    return CameraInfo(
+        K=K,
+        width=int(width),
+        height=int(height),
+        D=np.zeros(5),
+        P=np.hstack([K, np.zeros((3, 1))]),
+    )
 
 
-def pinhole_camera_info(fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                        D=None, baseline: Optional[float] = None, right: bool = False) -> CameraInfo:
+def pinhole_camera_info(
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    width: int,
+    height: int,
+    D=None,
+    baseline: Optional[float] = None,
+    right: bool = False,
+) -> CameraInfo:
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]], float)
     P = np.hstack([K, np.zeros((3, 1))])
     if right and baseline is not None:
@@ -306,9 +364,15 @@ def pinhole_camera_info(fx: float, fy: float, cx: float, cy: float, width: int, 
     if baseline is not None:
         T_rl = np.eye(4)
         T_rl[0, 3] = -baseline
-    return CameraInfo(K=K, width=int(width), height=int(height),
-                      D=np.zeros(5) if D is None else np.asarray(D, float),
-                      P=P, baseline=baseline, T_right_left=T_rl)
+    return CameraInfo(
+        K=K,
+        width=int(width),
+        height=int(height),
+        D=np.zeros(5) if D is None else np.asarray(D, float),
+        P=P,
+        baseline=baseline,
+        T_right_left=T_rl,
+    )
 
 
 def _read_yaml(path: Path) -> dict:
@@ -321,13 +385,19 @@ def _read_yaml(path: Path) -> dict:
         return loader.construct_mapping(node, deep=True)
 
     _Loader.add_constructor("tag:yaml.org,2002:opencv-matrix", _opencv_matrix)
-    _Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_mapping(node, deep=True)
-                                  if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node))
+    _Loader.add_multi_constructor(
+        "!",
+        lambda loader, suffix, node: (
+            loader.construct_mapping(node, deep=True)
+            if isinstance(node, yaml.MappingNode)
+            else loader.construct_scalar(node)
+        ),
+    )
     if not path.is_file():
         raise DatasetError(f"calibration file {path} does not exist")
     text = path.read_text(errors="replace")
     lines = text.splitlines()
-    if lines and lines[0].startswith("%YAML:"):   # OpenCV FileStorage header, not YAML 1.x
+    if lines and lines[0].startswith("%YAML:"):  # OpenCV FileStorage header, not YAML 1.x
         text = "\n".join(lines[1:])
     try:
         data = yaml.load(text, Loader=_Loader)
@@ -350,7 +420,9 @@ def _matrix_values(value, count: int, what: str, path: Path) -> np.ndarray:
     return array
 
 
-def read_intrinsics_yaml(path: str | Path, image_wh: Optional[tuple[int, int]] = None) -> CameraInfo:
+def read_intrinsics_yaml(
+    path: str | Path, image_wh: Optional[tuple[int, int]] = None
+) -> CameraInfo:
     """Intrinsics from a YAML file in one of three layouts:
 
     - ROS ``camera_info`` YAML (``image_width``, ``image_height``, ``camera_matrix``,
@@ -372,18 +444,27 @@ def read_intrinsics_yaml(path: str | Path, image_wh: Optional[tuple[int, int]] =
         if "distortion_coefficients" in data:
             D = _matrix_values(data["distortion_coefficients"], 0, "distortion_coefficients", path)
         if "projection_matrix" in data:
-            P = _matrix_values(data["projection_matrix"], 12, "projection_matrix", path).reshape(3, 4)
+            P = _matrix_values(data["projection_matrix"], 12, "projection_matrix", path).reshape(
+                3, 4
+            )
     elif "intrinsics" in data:
         fu, fv, cu, cv = _matrix_values(data["intrinsics"], 4, "intrinsics", path)
         K = np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]])
         if "resolution" in data:
-            width, height = (int(v) for v in _matrix_values(data["resolution"], 2, "resolution", path))
+            width, height = (
+                int(v) for v in _matrix_values(data["resolution"], 2, "resolution", path)
+            )
         if "distortion_coefficients" in data:
             D = _matrix_values(data["distortion_coefficients"], 0, "distortion_coefficients", path)
     elif all(k in data for k in ("fx", "fy", "cx", "cy")):
         try:
-            K = np.array([[float(data["fx"]), 0, float(data["cx"])],
-                          [0, float(data["fy"]), float(data["cy"])], [0, 0, 1.0]])
+            K = np.array(
+                [
+                    [float(data["fx"]), 0, float(data["cx"])],
+                    [0, float(data["fy"]), float(data["cy"])],
+                    [0, 0, 1.0],
+                ]
+            )
         except (TypeError, ValueError) as exc:
             raise DatasetError(f"{path}: fx, fy, cx, cy must be numbers") from exc
         width, height = data.get("width"), data.get("height")
@@ -391,19 +472,29 @@ def read_intrinsics_yaml(path: str | Path, image_wh: Optional[tuple[int, int]] =
         if dist is not None:
             D = _matrix_values(dist, 0, "distortion", path)
     else:
-        raise DatasetError(f"{path}: no intrinsics found (expected camera_matrix, intrinsics: "
-                           f"[fu, fv, cu, cv], or fx/fy/cx/cy keys)")
+        raise DatasetError(
+            f"{path}: no intrinsics found (expected camera_matrix, intrinsics: "
+            f"[fu, fv, cu, cv], or fx/fy/cx/cy keys)"
+        )
     if width is None or height is None:
         if image_wh is None:
-            raise DatasetError(f"{path}: image size missing (image_width/image_height, resolution "
-                               f"or width/height)")
+            raise DatasetError(
+                f"{path}: image size missing (image_width/image_height, resolution "
+                f"or width/height)"
+            )
         width, height = image_wh
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         raise DatasetError(f"{path}: focal lengths must be positive, got {K[0, 0]}, {K[1, 1]}")
     if P is None:
         P = np.hstack([K, np.zeros((3, 1))])
-    return CameraInfo(K=K, width=int(width), height=int(height), D=np.asarray(D, float), P=P,
-                      baseline=None if baseline is None else float(baseline))
+    return CameraInfo(
+        K=K,
+        width=int(width),
+        height=int(height),
+        D=np.asarray(D, float),
+        P=P,
+        baseline=None if baseline is None else float(baseline),
+    )
 
 
 def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
@@ -414,19 +505,31 @@ def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
     return replace(info, K=S @ info.K, P=P, width=int(width), height=int(height))
 
 
-def frame_from_file(path, index: int, stamp_ns: int, frame_id: str, camera_info) -> "SequenceFrame":
+def frame_from_file(
+    path, index: int, stamp_ns: int, frame_id: str, camera_info
+) -> "SequenceFrame":
     """A SequenceFrame for one image file; a file that cannot be read, or whose size
     contradicts the calibration, gives a frame with ``error`` set and no image."""
     image, encoding, error = load_image(path)
-    frame = SequenceFrame(index=index, stamp_ns=stamp_ns, image=image, encoding=encoding,
-                          frame_id=frame_id, camera_info=camera_info, source=str(path), error=error)
+    frame = SequenceFrame(
+        index=index,
+        stamp_ns=stamp_ns,
+        image=image,
+        encoding=encoding,
+        frame_id=frame_id,
+        camera_info=camera_info,
+        source=str(path),
+        error=error,
+    )
     mismatch = check_size(camera_info, image, str(path)) if error is None else None
     if mismatch:
         frame.error, frame.image = mismatch, None
     return frame
 
 
-def check_size(info: Optional[CameraInfo], image: Optional[np.ndarray], source: str) -> Optional[str]:
+def check_size(
+    info: Optional[CameraInfo], image: Optional[np.ndarray], source: str
+) -> Optional[str]:
     """A warning when an image does not have the calibrated size, else None."""
     if info is None or image is None:
         return None
@@ -442,7 +545,22 @@ def synthesised_stamps(count: int, rate_hz: float, start_ns: int = 0) -> list[in
     return [start_ns + int(round(i * 1e9 / rate_hz)) for i in range(count)]
 
 
-__all__ = ["DatasetError", "SequenceFrame", "Sequence", "Trajectory", "load_image", "list_images",
-           "quat_xyzw_to_matrix", "matrix_to_quat_xyzw", "pose_matrix", "read_intrinsics_yaml",
-           "default_camera_info", "pinhole_camera_info", "scaled_camera_info", "synthesised_stamps",
-           "encoding_of", "image_size", "check_size"]
+__all__ = [
+    "DatasetError",
+    "SequenceFrame",
+    "Sequence",
+    "Trajectory",
+    "load_image",
+    "list_images",
+    "quat_xyzw_to_matrix",
+    "matrix_to_quat_xyzw",
+    "pose_matrix",
+    "read_intrinsics_yaml",
+    "default_camera_info",
+    "pinhole_camera_info",
+    "scaled_camera_info",
+    "synthesised_stamps",
+    "encoding_of",
+    "image_size",
+    "check_size",
+]

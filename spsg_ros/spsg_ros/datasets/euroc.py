@@ -16,6 +16,7 @@ Ground truth is interpolated at the image stamps and turned into the pose of
 cam0 (``T_world_body @ T_BS(cam0)``). Leica ground truth has no orientation:
 it gives the prism position only (``gt_position``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,16 @@ from typing import Optional
 import numpy as np
 
 from ..frontend.types import CameraInfo
-from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, Trajectory, _read_yaml, load_image,
-                   read_intrinsics_yaml)
+from .base import (
+    frame_from_file,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    Trajectory,
+    _read_yaml,
+    load_image,
+    read_intrinsics_yaml,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +65,15 @@ def read_camera_csv(path: Path) -> list[tuple[int, str]]:
     entries = []
     for number, row in enumerate(_rows(path), 1):
         if len(row) < 2:
-            raise DatasetError(f"{path}: row {number} should be 'timestamp [ns],filename', got {row}")
+            raise DatasetError(
+                f"{path}: row {number} should be 'timestamp [ns],filename', got {row}"
+            )
         try:
             stamp = int(row[0])
         except ValueError as exc:
-            raise DatasetError(f"{path}: row {number}: timestamp {row[0]!r} is not an integer (ns)") from exc
+            raise DatasetError(
+                f"{path}: row {number}: timestamp {row[0]!r} is not an integer (ns)"
+            ) from exc
         entries.append((stamp, row[1]))
     if not entries:
         raise DatasetError(f"{path} lists no images")
@@ -74,7 +87,9 @@ def read_asl_pose_csv(path: Path, position_only: bool = False) -> Trajectory:
     need = 4 if position_only else 8
     for number, row in enumerate(_rows(path), 1):
         if len(row) < need:
-            raise DatasetError(f"{path}: row {number} has {len(row)} columns, expected at least {need}")
+            raise DatasetError(
+                f"{path}: row {number} has {len(row)} columns, expected at least {need}"
+            )
         try:
             values = [float(v) for v in row[1:need]]
             stamps.append(int(row[0]))
@@ -122,13 +137,24 @@ class AslSequence(Sequence):
 
     kind = "asl"
 
-    def __init__(self, path: str | Path, *, stereo: bool = False, left: str = "cam0", right: str = "cam1",
-                 gt_max_gap: float = 0.1, stereo_tolerance: float = 0.005,
-                 intrinsics: Optional[str | Path] = None, **selection):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        stereo: bool = False,
+        left: str = "cam0",
+        right: str = "cam1",
+        gt_max_gap: float = 0.1,
+        stereo_tolerance: float = 0.005,
+        intrinsics: Optional[str | Path] = None,
+        **selection,
+    ):
         super().__init__(path, **selection)
         mav0 = find_mav0(self.path)
         if mav0 is None:
-            raise DatasetError(f"{self.path} is not an ASL/EuRoC folder: mav0/{left}/data.csv missing")
+            raise DatasetError(
+                f"{self.path} is not an ASL/EuRoC folder: mav0/{left}/data.csv missing"
+            )
         self.mav0 = mav0
         self.left_name, self.right_name = left, right
         self.entries = read_camera_csv(mav0 / left / "data.csv")
@@ -138,7 +164,9 @@ class AslSequence(Sequence):
         elif left_sensor.is_file():
             self.camera_info, self.T_BS_left = read_camera_sensor(left_sensor)
         else:
-            raise DatasetError(f"{left_sensor} does not exist (intrinsics needed; pass an intrinsics YAML)")
+            raise DatasetError(
+                f"{left_sensor} does not exist (intrinsics needed; pass an intrinsics YAML)"
+            )
         self.stereo = bool(stereo)
         self.right_by_stamp: dict[int, str] = {}
         self.right_stamps = np.zeros(0, np.int64)
@@ -152,7 +180,9 @@ class AslSequence(Sequence):
             self.right_stamps = np.array([s for s, _ in right_entries], np.int64)
             right_sensor = mav0 / right / "sensor.yaml"
             if not right_sensor.is_file():
-                raise DatasetError(f"{right_sensor} does not exist (stereo needs the right calibration)")
+                raise DatasetError(
+                    f"{right_sensor} does not exist (stereo needs the right calibration)"
+                )
             self.right_camera_info, T_BS_right = read_camera_sensor(right_sensor)
             T_right_left = np.linalg.inv(T_BS_right) @ self.T_BS_left
             baseline = float(np.linalg.norm(T_right_left[:3, 3]))
@@ -162,8 +192,11 @@ class AslSequence(Sequence):
         self.gt: Optional[Trajectory] = None
         self.gt_max_gap_ns = int(gt_max_gap * 1e9)
         self.T_body_gt = np.eye(4)
-        for folder, position_only in (("state_groundtruth_estimate0", False), ("vicon0", False),
-                                      ("leica0", True)):
+        for folder, position_only in (
+            ("state_groundtruth_estimate0", False),
+            ("vicon0", False),
+            ("leica0", True),
+        ):
             csv_path = mav0 / folder / "data.csv"
             if csv_path.is_file():
                 self.gt = read_asl_pose_csv(csv_path, position_only)
@@ -199,8 +232,11 @@ class AslSequence(Sequence):
         if self.stereo and frame.error is None:
             rname = self._right_file(stamp)
             if rname is None:
-                frame.error, frame.image = f"no {self.right_name} image within " \
-                    f"{self.stereo_tolerance_ns / 1e6:.1f} ms of {stamp}", None
+                frame.error, frame.image = (
+                    f"no {self.right_name} image within "
+                    f"{self.stereo_tolerance_ns / 1e6:.1f} ms of {stamp}",
+                    None,
+                )
             else:
                 right, rencoding, rerror = load_image(self.mav0 / self.right_name / "data" / rname)
                 if rerror is not None:

@@ -5,14 +5,24 @@ Intrinsics come from an optional YAML (see :func:`read_intrinsics_yaml`); a
 is used when present. Without any, a centred pinhole with f = max(w, h) is
 assumed (and logged), which is enough to look at matches but not for poses.
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Optional
 
-from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, default_camera_info, image_size,
-                   list_images, read_intrinsics_yaml, synthesised_stamps)
+from .base import (
+    frame_from_file,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    default_camera_info,
+    image_size,
+    list_images,
+    read_intrinsics_yaml,
+    synthesised_stamps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,24 +32,39 @@ CALIBRATION_NAMES = ("camera.yaml", "intrinsics.yaml", "camera_info.yaml", "cali
 class FolderSequence(Sequence):
     kind = "folder"
 
-    def __init__(self, path: str | Path, *, rate_hz: float = 10.0, intrinsics: Optional[str | Path] = None,
-                 frame_id: str = "camera", stereo: bool = False, **selection):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        rate_hz: float = 10.0,
+        intrinsics: Optional[str | Path] = None,
+        frame_id: str = "camera",
+        stereo: bool = False,
+        **selection,
+    ):
         super().__init__(path, **selection)
         if stereo:
-            raise DatasetError(f"{self.path}: a plain image folder is monocular; --stereo not possible")
+            raise DatasetError(
+                f"{self.path}: a plain image folder is monocular; --stereo not possible"
+            )
         if not self.path.is_dir():
             raise DatasetError(f"image folder {self.path} does not exist")
         self.files = list_images(self.path)
         self.stamps = synthesised_stamps(len(self.files), rate_hz)
         width, height = image_size(self.files[0])
         if intrinsics is None:
-            intrinsics = next((self.path / n for n in CALIBRATION_NAMES if (self.path / n).is_file()), None)
+            intrinsics = next(
+                (self.path / n for n in CALIBRATION_NAMES if (self.path / n).is_file()), None
+            )
         if intrinsics is not None:
             self.camera_info = read_intrinsics_yaml(intrinsics, (width, height))
             self.intrinsics_source = str(intrinsics)
         else:
-            log.warning("%s: no intrinsics YAML, assuming f = %d px centred (poses are approximate)",
-                        self.path, max(width, height))
+            log.warning(
+                "%s: no intrinsics YAML, assuming f = %d px centred (poses are approximate)",
+                self.path,
+                max(width, height),
+            )
             self.camera_info = default_camera_info(width, height)
             self.intrinsics_source = "assumed"
         self.frame_id = frame_id
@@ -50,5 +75,7 @@ class FolderSequence(Sequence):
 
     def _load(self, position: int, index: int) -> SequenceFrame:
         path = self.files[position]
-        frame = frame_from_file(path, index, self.stamps[position], self.frame_id, self.camera_info)
+        frame = frame_from_file(
+            path, index, self.stamps[position], self.frame_id, self.camera_info
+        )
         return frame

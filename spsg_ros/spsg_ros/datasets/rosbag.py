@@ -10,6 +10,7 @@ to-bag`` writes on ``/ground_truth/pose``). Stamps are the header stamps (the
 bag time when a header stamp is zero). ``start`` and ``duration`` are seconds
 relative to the start of the bag.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,21 +18,37 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import cv2
 import numpy as np
 
 from ..frontend.types import CameraInfo
-from ..ros.conversions import (ImageConversionError, as_numpy, camera_info_from_msg, image_msg_to_array,
-                               pose_from_msg, time_to_ns, transform_from_msg)
-from .base import (DatasetError, Sequence, SequenceFrame, Trajectory, check_size, default_camera_info,
-                   matrix_to_quat_xyzw, read_intrinsics_yaml)
+from ..images import ImageDecodeError, decode_compressed, decode_image
+from ..messages.conversions import (
+    camera_info_from_msg,
+    pose_from_msg,
+    time_to_ns,
+    transform_from_msg,
+)
+from .base import (
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    Trajectory,
+    check_size,
+    default_camera_info,
+    matrix_to_quat_xyzw,
+    read_intrinsics_yaml,
+)
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-GT_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry",
-            "geometry_msgs/msg/PoseWithCovarianceStamped", "geometry_msgs/msg/TransformStamped")
+GT_TYPES = (
+    "geometry_msgs/msg/PoseStamped",
+    "nav_msgs/msg/Odometry",
+    "geometry_msgs/msg/PoseWithCovarianceStamped",
+    "geometry_msgs/msg/TransformStamped",
+)
 
 
 def is_bag(path: Path) -> bool:
@@ -42,56 +59,20 @@ def is_bag(path: Path) -> bool:
 
 # ----------------------------------------------------------------------------- messages -> arrays
 
+
 def stamp_ns_of(header: Any) -> int:
     return time_to_ns(header.stamp)
 
 
-_BAYER_CODES = {"rggb8": cv2.COLOR_BayerBG2BGR, "bggr8": cv2.COLOR_BayerRG2BGR,
-                "gbrg8": cv2.COLOR_BayerGR2BGR, "grbg8": cv2.COLOR_BayerGB2BGR}
-_YUV_CODES = {"yuv422": cv2.COLOR_YUV2BGR_UYVY, "uyvy": cv2.COLOR_YUV2BGR_UYVY,
-              "yuyv": cv2.COLOR_YUV2BGR_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUYV}
-
-
 def image_from_msg(msg: Any) -> tuple[np.ndarray, str]:
-    """(array, encoding) of a ``sensor_msgs/Image``. The frontend encodings are
-    converted by :func:`spsg_ros.ros.conversions.image_msg_to_array`; 8-bit Bayer
-    and YUV 4:2:2 camera formats are turned into bgr8 here."""
-    encoding = str(msg.encoding).lower()
+    """(array, encoding) of a ``sensor_msgs/Image`` (:func:`spsg_ros.images.decode_image`:
+    Bayer and YUV 4:2:2 come out as bgr8)."""
     try:
-        if encoding.startswith("bayer_") or encoding in _YUV_CODES:
-            height, width, step = int(msg.height), int(msg.width), int(msg.step)
-            channels = 2 if encoding in _YUV_CODES else 1
-            data = as_numpy(msg.data, np.uint8)
-            if height <= 0 or width <= 0 or step < width * channels or data.size < step * height:
-                raise DatasetError(f"{msg.encoding} image data does not fit {width}x{height} step {step}")
-            rows = data[:step * height].reshape(height, step)[:, :width * channels]
-            if channels == 2:
-                return cv2.cvtColor(np.ascontiguousarray(rows).reshape(height, width, 2),
-                                    _YUV_CODES[encoding]), "bgr8"
-            pattern = encoding[len("bayer_"):]
-            if pattern not in _BAYER_CODES:
-                raise DatasetError(f"unsupported Bayer encoding '{msg.encoding}'")
-            return cv2.cvtColor(np.ascontiguousarray(rows), _BAYER_CODES[pattern]), "bgr8"
-        return image_msg_to_array(msg)
-    except ImageConversionError as exc:
+        return decode_image(
+            msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data
+        )
+    except ImageDecodeError as exc:
         raise DatasetError(str(exc)) from exc
-
-
-def image_from_compressed(msg: Any) -> tuple[np.ndarray, str]:
-    """(array, encoding) of a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...)."""
-    if "compresseddepth" in str(msg.format).lower():
-        raise DatasetError(f"compressedDepth images are not supported (format '{msg.format}')")
-    data = as_numpy(msg.data, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise DatasetError(f"compressed image (format '{msg.format}') cannot be decoded")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return image, "mono16" if image.dtype == np.uint16 else "mono8"
-    if image.dtype != np.uint8:
-        image = (image // 257).astype(np.uint8)
-    return image, "bgr8" if image.shape[2] == 3 else "bgra8"
 
 
 def pose_of_msg(msg: Any, msgtype: str) -> np.ndarray:
@@ -104,6 +85,7 @@ def pose_of_msg(msg: Any, msgtype: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the reader
+
 
 def _camera_info_topic_for(image_topic: str) -> str:
     parts = image_topic.rstrip("/").split("/")
@@ -125,10 +107,21 @@ class BagSequence(Sequence):
 
     kind = "bag"
 
-    def __init__(self, path: str | Path, *, topic: Optional[str] = None, right_topic: Optional[str] = None,
-                 camera_info_topic: Optional[str] = None, right_camera_info_topic: Optional[str] = None,
-                 gt_topic: Optional[str] = None, stereo: bool = False, intrinsics: Optional[str | Path] = None,
-                 stereo_tolerance: float = 0.005, gt_max_gap: float = 0.1, **selection):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        topic: Optional[str] = None,
+        right_topic: Optional[str] = None,
+        camera_info_topic: Optional[str] = None,
+        right_camera_info_topic: Optional[str] = None,
+        gt_topic: Optional[str] = None,
+        stereo: bool = False,
+        intrinsics: Optional[str | Path] = None,
+        stereo_tolerance: float = 0.005,
+        gt_max_gap: float = 0.1,
+        **selection,
+    ):
         super().__init__(path, **selection)
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
@@ -147,42 +140,68 @@ class BagSequence(Sequence):
         except DatasetError:
             raise
         except Exception as exc:  # rosbags raises several error types for damaged files
-            raise DatasetError(f"cannot read bag {self.path}: {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(
+                f"cannot read bag {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
         self.topics = topics
         image_topics = sorted(t for t, m in topics.items() if m in IMAGE_TYPES)
         if not image_topics:
             listing = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items())) or "none"
-            raise DatasetError(f"bag {self.path} has no sensor_msgs/Image or CompressedImage topic "
-                               f"(topics: {listing})")
+            raise DatasetError(
+                f"bag {self.path} has no sensor_msgs/Image or CompressedImage topic "
+                f"(topics: {listing})"
+            )
         self.stereo = bool(stereo)
         if topic is None:
-            topic = (_pick(image_topics, ("left", "cam0", "infra1")) if self.stereo else None) or \
-                _pick(image_topics, ("image_raw", "image_rect", "image")) or image_topics[0]
+            topic = (
+                (_pick(image_topics, ("left", "cam0", "infra1")) if self.stereo else None)
+                or _pick(image_topics, ("image_raw", "image_rect", "image"))
+                or image_topics[0]
+            )
         if topic not in topics or topics[topic] not in IMAGE_TYPES:
-            raise DatasetError(f"bag {self.path}: '{topic}' is not an image topic "
-                               f"(image topics: {', '.join(image_topics)})")
+            raise DatasetError(
+                f"bag {self.path}: '{topic}' is not an image topic "
+                f"(image topics: {', '.join(image_topics)})"
+            )
         self.topic = topic
         self.right_topic = None
         if self.stereo:
             others = [t for t in image_topics if t != topic]
             right_topic = right_topic or _pick(others, ("right", "cam1", "infra2"))
-            if right_topic is None or right_topic not in topics or topics[right_topic] not in IMAGE_TYPES:
-                raise DatasetError(f"bag {self.path}: stereo needs a right image topic (--right-topic); "
-                                   f"image topics: {', '.join(image_topics)}")
+            if (
+                right_topic is None
+                or right_topic not in topics
+                or topics[right_topic] not in IMAGE_TYPES
+            ):
+                raise DatasetError(
+                    f"bag {self.path}: stereo needs a right image topic (--right-topic); "
+                    f"image topics: {', '.join(image_topics)}"
+                )
             self.right_topic = right_topic
         self.stereo_tolerance_ns = int(stereo_tolerance * 1e9)
         self.message_count = counts.get(topic, 0)
-        self.camera_info = self._find_camera_info(camera_info_topic or _camera_info_topic_for(topic), intrinsics)
+        self.camera_info = self._find_camera_info(
+            camera_info_topic or _camera_info_topic_for(topic), intrinsics
+        )
         if self.stereo:
             self.right_camera_info = self._find_camera_info(
-                right_camera_info_topic or _camera_info_topic_for(self.right_topic), intrinsics)
-            if self.right_camera_info is not None and self.right_camera_info.baseline and self.camera_info:
+                right_camera_info_topic or _camera_info_topic_for(self.right_topic), intrinsics
+            )
+            if (
+                self.right_camera_info is not None
+                and self.right_camera_info.baseline
+                and self.camera_info
+            ):
                 self.camera_info.baseline = self.right_camera_info.baseline
         if gt_topic is None:
-            gt_topic = _pick([t for t, m in topics.items() if m in GT_TYPES], ("ground_truth", "groundtruth"))
+            gt_topic = _pick(
+                [t for t, m in topics.items() if m in GT_TYPES], ("ground_truth", "groundtruth")
+            )
         elif gt_topic not in topics or topics[gt_topic] not in GT_TYPES:
-            raise DatasetError(f"bag {self.path}: ground truth topic '{gt_topic}' is missing or not one of "
-                               f"{', '.join(GT_TYPES)}")
+            raise DatasetError(
+                f"bag {self.path}: ground truth topic '{gt_topic}' is missing or not one of "
+                f"{', '.join(GT_TYPES)}"
+            )
         self.gt_topic = gt_topic
         self.gt: Optional[Trajectory] = self._read_ground_truth() if gt_topic else None
         if self.gt is not None and len(self.gt):
@@ -196,21 +215,32 @@ class BagSequence(Sequence):
     def _open(self):
         return self._reader_cls([self.path], default_typestore=self._typestore)
 
-    def _iter_topic(self, topics: list[str], start: Optional[int] = None, stop: Optional[int] = None):
+    def _iter_topic(
+        self, topics: list[str], start: Optional[int] = None, stop: Optional[int] = None
+    ):
         try:
             with self._open() as reader:
                 conns = [c for c in reader.connections if c.topic in topics]
-                for conn, bag_time, raw in reader.messages(connections=conns, start=start, stop=stop):
+                for conn, bag_time, raw in reader.messages(
+                    connections=conns, start=start, stop=stop
+                ):
                     try:
                         msg = reader.deserialize(raw, conn.msgtype)
                         yield conn.topic, conn.msgtype, int(bag_time), msg, None
                     except Exception as exc:  # a damaged message: report it, go on
-                        yield conn.topic, conn.msgtype, int(bag_time), None, \
-                            f"message on {conn.topic} at {bag_time} cannot be deserialised: {exc}"
+                        yield (
+                            conn.topic,
+                            conn.msgtype,
+                            int(bag_time),
+                            None,
+                            f"message on {conn.topic} at {bag_time} cannot be deserialised: {exc}",
+                        )
         except DatasetError:
             raise
         except Exception as exc:
-            raise DatasetError(f"cannot read bag {self.path}: {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(
+                f"cannot read bag {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _find_camera_info(self, info_topic: str, intrinsics) -> Optional[CameraInfo]:
         if intrinsics is not None:
@@ -223,8 +253,11 @@ class BagSequence(Sequence):
                     except ValueError as exc:
                         log.warning("bag %s: %s: %s", self.path, info_topic, exc)
                         break
-        log.warning("bag %s: no CameraInfo on %s and no intrinsics YAML: intrinsics will be assumed",
-                    self.path, info_topic)
+        log.warning(
+            "bag %s: no CameraInfo on %s and no intrinsics YAML: intrinsics will be assumed",
+            self.path,
+            info_topic,
+        )
         return None
 
     def _read_ground_truth(self) -> Trajectory:
@@ -257,7 +290,9 @@ class BagSequence(Sequence):
         span = max(1, self.bag_end - self.bag_start)
         start, stop = self._window()
         stop = self.bag_end if stop is None else min(stop, self.bag_end + 1)
-        fraction = min(1.0, max(0.0, (stop - start) / span)) if (self.start or self.duration) else 1.0
+        fraction = (
+            min(1.0, max(0.0, (stop - start) / span)) if (self.start or self.duration) else 1.0
+        )
         count = int(round(total * fraction))
         count = (count + self.step - 1) // self.step
         if self.max_frames is not None and self.max_frames >= 0:
@@ -266,13 +301,31 @@ class BagSequence(Sequence):
 
     def _decode(self, msgtype: str, msg: Any) -> tuple[np.ndarray, str]:
         if msgtype == "sensor_msgs/msg/CompressedImage":
-            return image_from_compressed(msg)
+            try:
+                return decode_compressed(msg.data, msg.format)
+            except ImageDecodeError as exc:
+                raise DatasetError(str(exc)) from exc
         return image_from_msg(msg)
 
-    def _make_frame(self, index: int, stamp: int, frame_id: str, msgtype: str, msg: Any,
-                    error: Optional[str], source: str) -> SequenceFrame:
-        frame = SequenceFrame(index=index, stamp_ns=stamp, image=None, frame_id=frame_id or "camera",
-                              camera_info=self.camera_info, source=source, error=error)
+    def _make_frame(
+        self,
+        index: int,
+        stamp: int,
+        frame_id: str,
+        msgtype: str,
+        msg: Any,
+        error: Optional[str],
+        source: str,
+    ) -> SequenceFrame:
+        frame = SequenceFrame(
+            index=index,
+            stamp_ns=stamp,
+            image=None,
+            frame_id=frame_id or "camera",
+            camera_info=self.camera_info,
+            source=source,
+            error=error,
+        )
         if msg is not None:
             try:
                 frame.image, frame.encoding = self._decode(msgtype, msg)
@@ -324,8 +377,12 @@ class BagSequence(Sequence):
                     rights.popleft()
                     dropped += 1
         if dropped:
-            log.warning("bag %s: %d images had no stereo partner within %.1f ms", self.path, dropped,
-                        self.stereo_tolerance_ns / 1e6)
+            log.warning(
+                "bag %s: %d images had no stereo partner within %.1f ms",
+                self.path,
+                dropped,
+                self.stereo_tolerance_ns / 1e6,
+            )
 
     def __iter__(self) -> Iterator[SequenceFrame]:
         index = 0
@@ -335,9 +392,12 @@ class BagSequence(Sequence):
             if self.max_frames is not None and 0 <= self.max_frames <= index:
                 return
             topic, msgtype, stamp, msg, error = left
-            frame_id = getattr(getattr(msg, "header", None), "frame_id", "") if msg is not None else ""
-            frame = self._make_frame(index, stamp, frame_id, msgtype, msg, error,
-                                     f"{self.path}:{topic}@{stamp}")
+            frame_id = (
+                getattr(getattr(msg, "header", None), "frame_id", "") if msg is not None else ""
+            )
+            frame = self._make_frame(
+                index, stamp, frame_id, msgtype, msg, error, f"{self.path}:{topic}@{stamp}"
+            )
             if right is not None and frame.error is None:
                 rtopic, rtype, rstamp, rmsg, rerror = right
                 if rmsg is None:

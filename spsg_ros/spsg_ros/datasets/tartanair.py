@@ -8,6 +8,7 @@ world (``T_opt = M^T T_ned M`` with ``M = R_ned_from_optical``), which is what
 the TartanAir tools do; the first camera looking along the world's x (north)
 then looks along the optical world's z. Stamps are synthesised from a rate.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,21 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, image_size, load_image,
-                   matrix_to_quat_xyzw, pinhole_camera_info, pose_matrix, quat_xyzw_to_matrix,
-                   read_intrinsics_yaml, scaled_camera_info, synthesised_stamps)
+from .base import (
+    frame_from_file,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    image_size,
+    load_image,
+    matrix_to_quat_xyzw,
+    pinhole_camera_info,
+    pose_matrix,
+    quat_xyzw_to_matrix,
+    read_intrinsics_yaml,
+    scaled_camera_info,
+    synthesised_stamps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +75,9 @@ def read_tartanair_poses(path: Path) -> list[np.ndarray]:
         except ValueError as exc:
             raise DatasetError(f"{path}:{number}: not numbers: {line!r}") from exc
         if len(values) != 7:
-            raise DatasetError(f"{path}:{number}: expected 7 values 'tx ty tz qx qy qz qw', got {len(values)}")
+            raise DatasetError(
+                f"{path}:{number}: expected 7 values 'tx ty tz qx qy qz qw', got {len(values)}"
+            )
         try:
             poses.append(pose_matrix(quat_xyzw_to_matrix(values[3:]), values[:3]))
         except DatasetError as exc:
@@ -84,16 +99,24 @@ def write_tartanair_poses(path: Path, poses_optical: list[np.ndarray]) -> None:
 
 
 def is_tartanair(path: Path) -> bool:
-    return (path / "image_left").is_dir() and ((path / "pose_left.txt").is_file()
-                                               or any((path / "image_left").glob("*_left.png")))
+    return (path / "image_left").is_dir() and (
+        (path / "pose_left.txt").is_file() or any((path / "image_left").glob("*_left.png"))
+    )
 
 
 class TartanAirSequence(Sequence):
     kind = "tartanair"
 
-    def __init__(self, path: str | Path, *, stereo: bool = False, rate_hz: float = 10.0,
-                 intrinsics: Optional[str | Path] = None, frame_id: str = "camera_left",
-                 **selection):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        stereo: bool = False,
+        rate_hz: float = 10.0,
+        intrinsics: Optional[str | Path] = None,
+        frame_id: str = "camera_left",
+        **selection,
+    ):
         super().__init__(path, **selection)
         root = self.path
         if not root.is_dir():
@@ -110,7 +133,9 @@ class TartanAirSequence(Sequence):
             right_dir = root / "image_right"
             if not right_dir.is_dir():
                 raise DatasetError(f"stereo needs {right_dir}, which does not exist")
-            self.right_files = [right_dir / (f.name[:-len("_left.png")] + "_right.png") for f in self.left_files]
+            self.right_files = [
+                right_dir / (f.name[: -len("_left.png")] + "_right.png") for f in self.left_files
+            ]
             missing = [str(p) for p in self.right_files if not p.is_file()]
             if len(missing) == len(self.right_files):
                 raise DatasetError(f"no right images matching image_left/ in {right_dir}")
@@ -121,7 +146,9 @@ class TartanAirSequence(Sequence):
         if pose_file.is_file():
             ned = read_tartanair_poses(pose_file)
             if len(ned) != len(self.left_files):
-                raise DatasetError(f"{pose_file} has {len(ned)} poses for {len(self.left_files)} images")
+                raise DatasetError(
+                    f"{pose_file} has {len(ned)} poses for {len(self.left_files)} images"
+                )
             self.gt = [ned_to_optical(T) for T in ned]
             self.has_ground_truth = True
             self.ground_truth_kind = "pose"
@@ -133,14 +160,36 @@ class TartanAirSequence(Sequence):
             self.right_camera_info = self.camera_info
         else:
             base = TARTANAIR_BASELINE
-            left = pinhole_camera_info(TARTANAIR_FX, TARTANAIR_FY, TARTANAIR_CX, TARTANAIR_CY,
-                                       TARTANAIR_WIDTH, TARTANAIR_HEIGHT, baseline=base)
-            right = pinhole_camera_info(TARTANAIR_FX, TARTANAIR_FY, TARTANAIR_CX, TARTANAIR_CY,
-                                        TARTANAIR_WIDTH, TARTANAIR_HEIGHT, baseline=base, right=True)
+            left = pinhole_camera_info(
+                TARTANAIR_FX,
+                TARTANAIR_FY,
+                TARTANAIR_CX,
+                TARTANAIR_CY,
+                TARTANAIR_WIDTH,
+                TARTANAIR_HEIGHT,
+                baseline=base,
+            )
+            right = pinhole_camera_info(
+                TARTANAIR_FX,
+                TARTANAIR_FY,
+                TARTANAIR_CX,
+                TARTANAIR_CY,
+                TARTANAIR_WIDTH,
+                TARTANAIR_HEIGHT,
+                baseline=base,
+                right=True,
+            )
             if (width, height) != (TARTANAIR_WIDTH, TARTANAIR_HEIGHT):
-                log.warning("%s: images are %dx%d, not TartanAir's 640x480: intrinsics scaled",
-                            root, width, height)
-                left, right = scaled_camera_info(left, width, height), scaled_camera_info(right, width, height)
+                log.warning(
+                    "%s: images are %dx%d, not TartanAir's 640x480: intrinsics scaled",
+                    root,
+                    width,
+                    height,
+                )
+                left, right = (
+                    scaled_camera_info(left, width, height),
+                    scaled_camera_info(right, width, height),
+                )
             self.camera_info, self.right_camera_info = left, right
         parts = [p for p in root.resolve().parts[1:]][-3:]
         self.name = "/".join(parts) or str(root)
@@ -150,7 +199,9 @@ class TartanAirSequence(Sequence):
 
     def _load(self, position: int, index: int) -> SequenceFrame:
         path = self.left_files[position]
-        frame = frame_from_file(path, index, self.stamps[position], self.frame_id, self.camera_info)
+        frame = frame_from_file(
+            path, index, self.stamps[position], self.frame_id, self.camera_info
+        )
         if self.stereo and frame.error is None:
             rpath = self.right_files[position]
             right, rencoding, rerror = load_image(rpath)
@@ -158,8 +209,11 @@ class TartanAirSequence(Sequence):
                 frame.error, frame.image = rerror, None
             else:
                 frame.right_image, frame.right_encoding = right, rencoding
-                frame.right_frame_id = self.frame_id.replace("left", "right") if "left" in self.frame_id \
+                frame.right_frame_id = (
+                    self.frame_id.replace("left", "right")
+                    if "left" in self.frame_id
                     else self.frame_id + "_right"
+                )
                 frame.right_camera_info = self.right_camera_info
         if self.gt is not None:
             frame.gt_pose = self.gt[position]

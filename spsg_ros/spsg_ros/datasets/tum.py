@@ -7,6 +7,7 @@ Ground truth is associated to each image by the nearest stamp within
 intrinsics YAML when given, else the published calibration of the freiburg1/2/3
 sensor named in the folder, else the ROS default (525, 525, 319.5, 239.5).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,17 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (frame_from_file, DatasetError, Sequence, SequenceFrame, Trajectory, image_size,
-                   pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info)
+from .base import (
+    frame_from_file,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    Trajectory,
+    image_size,
+    pinhole_camera_info,
+    read_intrinsics_yaml,
+    scaled_camera_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,9 @@ def _seconds_to_ns(text: str, path: Path, number: int) -> int:
         fraction = (fraction + "000000000")[:9]
         return int(seconds) * 1_000_000_000 + int(fraction)
     except ValueError as exc:
-        raise DatasetError(f"{path}:{number}: timestamp {text!r} is not a number of seconds") from exc
+        raise DatasetError(
+            f"{path}:{number}: timestamp {text!r} is not a number of seconds"
+        ) from exc
 
 
 def read_tum_list(path: Path) -> list[tuple[int, str]]:
@@ -66,8 +78,10 @@ def read_tum_trajectory(path: Path) -> Trajectory:
     stamps, positions, quats = [], [], []
     for number, parts in _lines(path):
         if len(parts) != 8:
-            raise DatasetError(f"{path}:{number}: expected 'timestamp tx ty tz qx qy qz qw', "
-                               f"got {len(parts)} values")
+            raise DatasetError(
+                f"{path}:{number}: expected 'timestamp tx ty tz qx qy qz qw', "
+                f"got {len(parts)} values"
+            )
         stamps.append(_seconds_to_ns(parts[0], path, number))
         try:
             values = [float(v) for v in parts[1:]]
@@ -87,11 +101,20 @@ def is_tum(path: Path) -> bool:
 class TumSequence(Sequence):
     kind = "tum"
 
-    def __init__(self, path: str | Path, *, intrinsics: Optional[str | Path] = None,
-                 max_difference: float = 0.02, stereo: bool = False, **selection):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        intrinsics: Optional[str | Path] = None,
+        max_difference: float = 0.02,
+        stereo: bool = False,
+        **selection,
+    ):
         super().__init__(path, **selection)
         if stereo:
-            raise DatasetError("TUM RGB-D sequences are monocular (colour + depth): --stereo not possible")
+            raise DatasetError(
+                "TUM RGB-D sequences are monocular (colour + depth): --stereo not possible"
+            )
         if not self.path.is_dir():
             raise DatasetError(f"TUM folder {self.path} does not exist")
         self.entries = read_tum_list(self.path / "rgb.txt")
@@ -102,10 +125,15 @@ class TumSequence(Sequence):
             match = re.search(r"freiburg([123])", str(self.path.resolve()))
             key = f"freiburg{match.group(1)}" if match else "default"
             if not match:
-                log.warning("%s: freiburg camera not named in the path, using default intrinsics", self.path)
+                log.warning(
+                    "%s: freiburg camera not named in the path, using default intrinsics",
+                    self.path,
+                )
             fx, fy, cx, cy, D = TUM_CALIBRATION[key]
             info = pinhole_camera_info(fx, fy, cx, cy, 640, 480, D=D)
-            self.camera_info = info if (width, height) == (640, 480) else scaled_camera_info(info, width, height)
+            self.camera_info = (
+                info if (width, height) == (640, 480) else scaled_camera_info(info, width, height)
+            )
         gt_path = self.path / "groundtruth.txt"
         self.gt = read_tum_trajectory(gt_path) if gt_path.is_file() else None
         if self.gt is not None:

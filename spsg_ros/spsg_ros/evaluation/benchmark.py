@@ -1,41 +1,49 @@
-"""Per-stage latency of the backends against the reference torch path.
+"""Per-stage latency of the backends against the torch backend in upstream mode.
 
-For every image size and keypoint budget K, each runner processes the same
-frame pair: per image pre-processing (uint8 -> float32 network input),
-SuperPoint network, post-processing (keypoints, scores, descriptors), then
-SuperGlue on the pair (network + match extraction). ``total`` is the whole
-pair (2 x the three image stages + SuperGlue), timed end to end.
+Every runner is a backend from :func:`~spsg_ros.backends.create_backend`,
+driven by the objects the frontend uses: a
+:class:`~spsg_ros.features.extractor.SuperPointExtractor` and a
+:class:`~spsg_ros.matching.superglue_matcher.SuperGlueMatcher`. For every
+image size and keypoint budget K each runner gets the same frame pair; each
+stage is a callable, timed on its own by :func:`time_stage`:
 
-The **baseline** is the reference-semantics PyTorch CPU path: the torch
-networks with the upstream torch post-processing
-(:func:`spsg_ros.networks.superpoint.reference_postprocess`) and the unpadded
-SuperGlue with upstream torch match extraction. Other runners are backends
-(``onnxruntime``, ``openvino``, ``ascend``, ``torch`` ...) through the
-:class:`~spsg_ros.backends.base.Backend` interface, with the numpy host
-post-processing, so what is timed is what the frontend runs.
+- ``pre``: uint8 -> float32 network input (the extractor's
+  :func:`~spsg_ros.features.extractor.to_network_input`), per image;
+- ``superpoint``: the backend's dense network (``superpoint_dense``), per image;
+- ``post``: the post-processing the backend's ``superpoint`` runs after the
+  network (the numpy host post-processing; for the torch backend in upstream
+  mode the upstream torch post-processing on its device), per image;
+- ``superglue``: the matcher on the pair (network + match extraction);
+- ``total``: the pair as the frontend runs it (extractor on each image, then
+  the matcher), end to end.
 
-Runs are interleaved (run i of every runner before run i + 1 of any), so load
-changes on a shared machine hit all runners alike and the speed-ups, which
-are ratios within one invocation, stay meaningful; a short idle gap before
-each call keeps one runner's still-spinning worker threads from slowing the
-next one. Statistics are median, p90
-and max over the timed runs after ``warmup`` untimed ones.
+The **baseline** (``torch-ref``, :func:`torch_baseline`) is the torch backend
+in upstream mode (``host_postprocess=False``: the reference networks with the
+upstream torch post-processing) on the CPU.
+
+:func:`time_stage` is the one timing loop: ``warmup`` untimed then ``runs``
+timed calls of one stage for every runner, interleaved (call i of every runner
+before call i + 1 of any), so load changes on a shared machine hit all runners
+alike and the speed-ups, ratios within one invocation, stay meaningful; a short
+idle gap before each call keeps one runner's still-spinning worker threads from
+slowing the next one. Statistics are median, p90 and max over the timed calls.
 
 SuperGlue gets the top-K keypoints of each image; with ``fill_k`` (default)
 images with fewer detections are topped up with extra keypoints at random
-free pixels (descriptors sampled from the same map) so that SuperGlue always
-runs on exactly K x K, the size the K columns name.
+free pixels (descriptors sampled from the same map; drawn once, untimed) so
+that SuperGlue always runs on exactly K x K, the size the K columns name.
 
 Peak memory: before each timed call the process's peak RSS is reset
 (``/proc/self/clear_refs``) and read after; ``peak_rss_mb`` is the largest
 value seen while that runner ran (the whole process: every loaded runner's
 models are in it) and ``model_mb`` the RSS growth when the runner was built.
 
-Agreement with the baseline, from the last run: ``kp_agree`` the share of the
-baseline's keypoints found at the same pixel, ``match_agree`` the share of the
-baseline's keypoints (of the kept K) whose match (or non-match) is identical.
-fp16 runners report it as their agreement rate.
+Agreement with the baseline, from the last ``total`` call: ``kp_agree`` the
+share of the baseline's keypoints found at the same pixel, ``match_agree`` the
+share of the baseline's keypoints (of the kept K) whose match (or non-match)
+is identical. fp16 runners report it as their agreement rate.
 """
+
 from __future__ import annotations
 
 import gc
@@ -44,7 +52,6 @@ import logging
 import os
 import platform
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -56,8 +63,15 @@ log = logging.getLogger(__name__)
 SIZES = ((240, 320), (480, 640), (1200, 1600))
 KS = (256, 512, 1024, 2048)
 STAGES = ("pre", "superpoint", "post", "superglue", "total")
-STAGE_TITLES = {"pre": "pre-proc", "superpoint": "SP net", "post": "post-proc",
-                "superglue": "SuperGlue", "total": "total pair"}
+IMAGE_STAGES = ("pre", "superpoint", "post")  # timed per image
+STAGE_TITLES = {
+    "pre": "pre-proc",
+    "superpoint": "SP net",
+    "post": "post-proc",
+    "superglue": "SuperGlue",
+    "total": "total pair",
+}
+BASELINE = "torch-ref"
 
 
 # ---- memory ----------------------------------------------------------------
@@ -86,6 +100,7 @@ def peak_rss_mb() -> float | None:
     if kb is None:
         try:
             import resource
+
             kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         except Exception:
             return None
@@ -98,11 +113,13 @@ def rss_mb() -> float | None:
 
 
 # ---- inputs ----------------------------------------------------------------
-def load_pair(size: tuple[int, int], frames: Sequence[str | os.PathLike] | None = None,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    size: tuple[int, int], frames: Sequence[str | os.PathLike] | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two uint8 grayscale images of ``size`` (H, W): the given frames resized
     (cv2.INTER_AREA), else synthetic textured images."""
     import cv2
+
     h, w = size
     if frames and len(frames) >= 2:
         out = []
@@ -125,7 +142,7 @@ def load_pair(size: tuple[int, int], frames: Sequence[str | os.PathLike] | None 
             cv2.rectangle(base, (x, y), (x + s, y + s), color, -1)
         else:
             cv2.circle(base, (x, y), s // 2 + 1, color, -1)
-    return base[:h, :w].copy(), base[7:h + 7, 5:w + 5].copy()
+    return base[:h, :w].copy(), base[7 : h + 7, 5 : w + 5].copy()
 
 
 def fill_features(features, k: int, raw_desc: np.ndarray, seed: int = 0):
@@ -133,6 +150,7 @@ def fill_features(features, k: int, raw_desc: np.ndarray, seed: int = 0):
     and descriptors sampled from the raw map (timing only)."""
     from ..features.superpoint_post import sample_descriptors
     from ..features.types import Features
+
     n = len(features)
     if n >= k:
         return features
@@ -148,8 +166,78 @@ def fill_features(features, k: int, raw_desc: np.ndarray, seed: int = 0):
     kp = np.asarray(extra, np.float32).reshape(-1, 2)
     desc = sample_descriptors(kp, raw_desc)
     scores = rng.uniform(0.005, 0.01, len(extra)).astype(np.float32)
-    return Features(np.concatenate([features.keypoints, kp]), np.concatenate([features.scores, scores]),
-                    np.concatenate([features.descriptors, desc], axis=1), features.image_size)
+    return concat_features(features, Features(kp, scores, desc, features.image_size))
+
+
+def concat_features(a, b):
+    """``a``'s keypoints followed by ``b``'s (same image)."""
+    from ..features.types import Features
+
+    if len(b) == 0:
+        return a
+    return Features(
+        np.concatenate([a.keypoints, b.keypoints]),
+        np.concatenate([a.scores, b.scores]),
+        np.concatenate([a.descriptors, b.descriptors], axis=1),
+        a.image_size,
+    )
+
+
+# ---- the timing loop ---------------------------------------------------------
+@dataclass
+class StageTiming:
+    """What :func:`time_stage` measured for one runner."""
+
+    stats: dict[str, float]
+    peak_rss_mb: float | None
+    output: Any
+
+
+def time_stage(
+    stage: str,
+    calls: Mapping[str, Callable[[], Any]],
+    runs: int = 10,
+    warmup: int = 2,
+    gap: float = 0.0,
+    per: int = 1,
+) -> dict[str, StageTiming]:
+    """Time one stage: ``calls`` maps runner name -> the stage's callable; ``warmup``
+    untimed then ``runs`` timed calls each, interleaved, ``gap`` s idle before each.
+    Milliseconds per item (``per`` items a call): median, p90, max, n."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    peaks: dict[str, float] = {}
+    last: dict[str, Any] = {}
+    for i in range(warmup + runs):
+        for name, fn in calls.items():
+            gc.collect()
+            if gap > 0:
+                time.sleep(gap)
+            reset_peak_rss()
+            start = time.perf_counter()
+            last[name] = fn()
+            elapsed = time.perf_counter() - start
+            peak = peak_rss_mb()
+            if peak is not None:
+                peaks[name] = max(peaks.get(name, 0.0), peak)
+            if i >= warmup:
+                seconds[name].append(elapsed / per)
+    log.debug("bench: %s timed for %s", stage, ", ".join(calls))
+    return {
+        name: StageTiming(stats_ms(seconds[name]), peaks.get(name), last.get(name))
+        for name in calls
+    }
+
+
+def stats_ms(values: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values, np.float64) * 1000.0
+    if a.size == 0:
+        return {"median": float("nan"), "p90": float("nan"), "max": float("nan"), "n": 0}
+    return {
+        "median": float(np.median(a)),
+        "p90": float(np.percentile(a, 90)),
+        "max": float(a.max()),
+        "n": int(a.size),
+    }
 
 
 # ---- runners ---------------------------------------------------------------
@@ -159,148 +247,115 @@ class PairOutput:
     matches: Any
 
 
-class Runner(ABC):
-    """Runs the staged pipeline of one backend; ``run_pair`` returns the stage times."""
+def upstream_mode(backend) -> bool:
+    """True for the torch backend with the upstream torch post-processing."""
+    from ..backends.torch_backend import TorchBackend
 
-    name = "runner"
-    description: dict[str, Any] = {}
-    model_mb: float | None = None
-
-    @abstractmethod
-    def run_pair(self, images, sp_config, sg_config, k: int, fill_k: bool) -> tuple[dict, PairOutput]:
-        """Time one frame pair through every stage."""
-
-    def close(self) -> None:
-        pass
+    return isinstance(backend, TorchBackend) and not backend.host_postprocess
 
 
-class ReferenceTorchRunner(Runner):
-    """The reference-semantics torch CPU path (baseline)."""
-
-    def __init__(self, superpoint_weights, superglue_weights, weights_dir=None, threads: int | None = None):
-        import torch
-        from ..networks.weights import load_superpoint
-        self.torch = torch
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.name = "torch-ref"
-        self.sp = load_superpoint(superpoint_weights, None, weights_dir)
-        self.sg_weights = (superglue_weights, weights_dir)
-        self.sg = None
-        self.sg_iters = None
-        self.description = {"backend": "torch reference (upstream torch post-processing, unpadded "
-                                       "SuperGlue)", "device": "cpu", "threads": torch.get_num_threads()}
-
-    def _superglue(self, sg_config):
-        from ..networks.weights import load_superglue
-        iters = sg_config["sinkhorn_iterations"]
-        if self.sg is None or self.sg_iters != iters:
-            self.sg = load_superglue(self.sg_weights[0], {"sinkhorn_iterations": iters}, self.sg_weights[1])
-            self.sg_iters = iters
-        return self.sg
-
-    def run_pair(self, images, sp_config, sg_config, k, fill_k):
-        from ..features.types import Features
-        from ..matching.types import Matches
-        from ..networks.superglue import mutual_matches
-        from ..networks.superpoint import reference_postprocess
-        torch = self.torch
-        times = {s: 0.0 for s in STAGES}
-        feats, raws = [], []
-        sg = self._superglue(sg_config)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for img in images:
-                t0 = time.perf_counter()
-                x = torch.from_numpy(img / 255.0).float()[None, None]  # upstream frame2tensor
-                t1 = time.perf_counter()
-                semi, desc = self.sp.forward_dense(x)
-                t2 = time.perf_counter()
-                out = reference_postprocess(semi, desc, sp_config)
-                t3 = time.perf_counter()
-                times["pre"] += t1 - t0
-                times["superpoint"] += t2 - t1
-                times["post"] += t3 - t2
-                h, w = img.shape
-                feats.append(Features(out["keypoints"][0].numpy(), out["scores"][0].numpy(),
-                                      out["descriptors"][0].numpy(), (w, h)))
-                raws.append(desc[0].numpy())
-            if fill_k:
-                feats = [fill_features(f, k, r, seed=i) for i, (f, r) in enumerate(zip(feats, raws))]
-            t4 = time.perf_counter()
-            f0, f1 = feats
-            if len(f0) and len(f1):
-                t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
-                scores = sg.scores(t(f0.keypoints), t(f0.scores), t(f0.descriptors), f0.image_size,
-                                   t(f1.keypoints), t(f1.scores), t(f1.descriptors), f1.image_size)
-                mm = mutual_matches(scores, sg_config["match_threshold"])
-                matches = Matches(mm["matches0"][0].numpy(), mm["matches1"][0].numpy(),
-                                  mm["matching_scores0"][0].numpy(), mm["matching_scores1"][0].numpy())
-            else:
-                matches = Matches.empty(len(f0), len(f1))
-            t5 = time.perf_counter()
-        times["superglue"] = t5 - t4
-        times["total"] = t5 - start
-        for s in ("pre", "superpoint", "post"):
-            times[s] /= len(images)
-        return times, PairOutput((f0, f1), matches)
-
-
-class BackendRunner(Runner):
-    """A backend through the interface: dense network + numpy host post-processing."""
+class BackendRunner:
+    """A backend as the frontend drives it (extractor + matcher), cut into the
+    stage callables that :func:`time_stage` times."""
 
     def __init__(self, name: str, backend_name: str, options: Mapping[str, Any]):
         from ..backends import create_backend
+
         self.name = name
         before = rss_mb()
         self.backend = create_backend(backend_name, **options)
         after = rss_mb()
         self.model_mb = None if before is None or after is None else after - before
-        self.description = self.backend.describe()
+        self.description = dict(self.backend.describe())
+        self.description["postprocess"] = (
+            "upstream torch" if upstream_mode(self.backend) else "numpy host"
+        )
+        if getattr(self.backend, "torch", None) is not None:
+            self.description["threads"] = self.backend.torch.get_num_threads()
 
-    def run_pair(self, images, sp_config, sg_config, k, fill_k):
-        from ..features.extractor import to_network_input
-        from ..features.superpoint_post import postprocess
-        times = {s: 0.0 for s in STAGES}
-        feats, raws = [], []
-        start = time.perf_counter()
-        for img in images:
-            t0 = time.perf_counter()
-            x = to_network_input([img])
-            t1 = time.perf_counter()
-            semi, desc = self.backend.superpoint_dense(x)
-            t2 = time.perf_counter()
-            h, w = img.shape
-            feats.append(postprocess(semi[0], desc[0], sp_config, (w, h)))
-            t3 = time.perf_counter()
-            times["pre"] += t1 - t0
-            times["superpoint"] += t2 - t1
-            times["post"] += t3 - t2
-            raws.append(desc[0])
-        if fill_k:
-            feats = [fill_features(f, k, r, seed=i) for i, (f, r) in enumerate(zip(feats, raws))]
-        t4 = time.perf_counter()
-        matches = self.backend.superglue(feats[0], feats[1], sg_config["match_threshold"])
-        t5 = time.perf_counter()
-        times["superglue"] = t5 - t4
-        times["total"] = t5 - start
-        for s in ("pre", "superpoint", "post"):
-            times[s] /= len(images)
-        return times, PairOutput((feats[0], feats[1]), matches)
+    def stages(
+        self, images, sp_config, sg_config, k: int, fill_k: bool
+    ) -> dict[str, Callable[[], Any]]:
+        """Stage name -> callable, for this frame pair and configuration."""
+        from ..features.extractor import SuperPointExtractor, to_network_input
+        from ..matching.superglue_matcher import SuperGlueMatcher
+
+        backend = self.backend
+        extractor = SuperPointExtractor(backend, sp_config)
+        matcher = SuperGlueMatcher(backend, sg_config)
+        inputs = [to_network_input([img]) for img in images]
+        dense = [backend.superpoint_dense(x) for x in inputs]
+        features = [extractor(img) for img in images]
+        filled = [
+            fill_features(f, k if fill_k else 0, d[1][0], seed=i)
+            for i, (f, d) in enumerate(zip(features, dense))
+        ]
+        # the top-up is drawn once here; the timed pair only appends it
+        fillers = [g.subset(np.arange(len(f), len(g))) for f, g in zip(features, filled)]
+
+        def total() -> PairOutput:
+            f0, f1 = (concat_features(extractor(img), e) for img, e in zip(images, fillers))
+            return PairOutput((f0, f1), matcher(f0, f1))
+
+        return {
+            "pre": lambda: [to_network_input([img]) for img in images],
+            "superpoint": lambda: [backend.superpoint_dense(x) for x in inputs],
+            "post": self._postprocess(extractor.config, dense, [img.shape for img in images]),
+            "superglue": lambda: matcher(*filled),
+            "total": total,
+        }
+
+    def _postprocess(self, config, dense, shapes) -> Callable[[], Any]:
+        """What the backend's ``superpoint`` runs after the network, on ``dense``."""
+        if not upstream_mode(self.backend):
+            from ..features.superpoint_post import postprocess
+
+            return lambda: [
+                postprocess(semi[0], desc[0], config, (w, h))
+                for (semi, desc), (h, w) in zip(dense, shapes)
+            ]
+        from ..features.types import Features
+        from ..networks.superpoint import reference_postprocess
+
+        torch, device = self.backend.torch, self.backend.device
+        tensors = [
+            (torch.from_numpy(s).to(device), torch.from_numpy(d).to(device)) for s, d in dense
+        ]
+
+        def upstream() -> list:
+            out = []
+            with torch.inference_mode():
+                for (semi, desc), (h, w) in zip(tensors, shapes):
+                    r = reference_postprocess(semi, desc, config)
+                    out.append(
+                        Features(
+                            r["keypoints"][0].cpu().numpy(),
+                            r["scores"][0].cpu().numpy(),
+                            r["descriptors"][0].cpu().numpy(),
+                            (w, h),
+                        )
+                    )
+            return out
+
+        return upstream
 
     def close(self) -> None:
         self.backend.close()
 
 
-# ---- statistics --------------------------------------------------------------
-def stats_ms(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, np.float64) * 1000.0
-    if a.size == 0:
-        return {"median": float("nan"), "p90": float("nan"), "max": float("nan"), "n": 0}
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "max": float(a.max()), "n": int(a.size)}
+def torch_baseline(
+    options: Mapping[str, Any], threads: int | None = None, name: str = BASELINE
+) -> BackendRunner:
+    """The baseline: the torch backend in upstream mode (``host_postprocess=False``),
+    on the CPU unless ``options`` name a device; ``threads`` sets torch's threads."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    return BackendRunner(name, "torch", {"device": "cpu", **options, "host_postprocess": False})
 
 
+# ---- results -----------------------------------------------------------------
 def agreement(reference: PairOutput, other: PairOutput) -> dict[str, float]:
     """Keypoint and match agreement of ``other`` with ``reference``."""
     kp_total = kp_same = 0
@@ -310,15 +365,24 @@ def agreement(reference: PairOutput, other: PairOutput) -> dict[str, float]:
         kp_total += len(ref)
         kp_same += len(ref & oth)
     out = {"kp_agree": kp_same / kp_total if kp_total else 1.0}
+
     # matches compared by keypoint coordinates (orders may differ between runners)
     def as_pairs(po: PairOutput) -> dict[tuple[float, float], tuple[float, float] | None]:
         f0, f1 = po.features
         m0 = po.matches.matches0
-        return {(float(f0.keypoints[i, 0]), float(f0.keypoints[i, 1])):
-                (None if m0[i] < 0 else (float(f1.keypoints[m0[i], 0]), float(f1.keypoints[m0[i], 1])))
-                for i in range(len(f0))}
+        return {
+            (float(f0.keypoints[i, 0]), float(f0.keypoints[i, 1])): (
+                None
+                if m0[i] < 0
+                else (float(f1.keypoints[m0[i], 0]), float(f1.keypoints[m0[i], 1]))
+            )
+            for i in range(len(f0))
+        }
+
     ref_pairs, oth_pairs = as_pairs(reference), as_pairs(other)
-    same = sum(1 for key, value in ref_pairs.items() if key in oth_pairs and oth_pairs[key] == value)
+    same = sum(
+        1 for key, value in ref_pairs.items() if key in oth_pairs and oth_pairs[key] == value
+    )
     out["match_agree"] = same / len(ref_pairs) if ref_pairs else 1.0
     out["matches_ref"] = int(reference.matches.num_matches)
     out["matches"] = int(other.matches.num_matches)
@@ -339,10 +403,18 @@ class BenchResult:
     description: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"runner": self.runner, "size": list(self.size), "k": self.k,
-                "keypoints": list(self.keypoints), "stages_ms": self.stages, "speedup": self.speedup,
-                "peak_rss_mb": self.peak_rss_mb, "model_mb": self.model_mb,
-                "agreement": self.agreement, "description": _jsonable(self.description)}
+        return {
+            "runner": self.runner,
+            "size": list(self.size),
+            "k": self.k,
+            "keypoints": list(self.keypoints),
+            "stages_ms": self.stages,
+            "speedup": self.speedup,
+            "peak_rss_mb": self.peak_rss_mb,
+            "model_mb": self.model_mb,
+            "agreement": self.agreement,
+            "description": _jsonable(self.description),
+        }
 
 
 def _jsonable(obj):
@@ -351,73 +423,91 @@ def _jsonable(obj):
 
 def image_stage_ms(stages: Mapping[str, Mapping[str, float]]) -> float:
     """SuperPoint image -> keypoints + descriptors (median pre + net + post)."""
-    return sum(stages[s]["median"] for s in ("pre", "superpoint", "post"))
+    return sum(stages[s]["median"] for s in IMAGE_STAGES)
 
 
-def run_benchmark(runners: Sequence[Runner], sizes: Sequence[tuple[int, int]] = SIZES,
-                  ks: Sequence[int] = KS, runs: int = 10, warmup: int = 2,
-                  sp_config: Mapping[str, Any] | None = None, sg_config: Mapping[str, Any] | None = None,
-                  frames: Sequence[str | os.PathLike] | None = None, fill_k: bool = True,
-                  baseline: str | None = "torch-ref", gap: float = 0.1,
-                  progress: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Time every runner on every (size, K); interleaved runs; speed-ups against
-    ``baseline`` (a runner name) within the same (size, K). ``gap`` seconds of
-    idle before each call let the previous runner's worker threads, which
-    busy-wait for a while after their work (OpenMP, ONNX Runtime), go to sleep
-    so that they do not slow the next runner down."""
+def run_benchmark(
+    runners: Sequence[BackendRunner],
+    sizes: Sequence[tuple[int, int]] = SIZES,
+    ks: Sequence[int] = KS,
+    runs: int = 10,
+    warmup: int = 2,
+    sp_config: Mapping[str, Any] | None = None,
+    sg_config: Mapping[str, Any] | None = None,
+    frames: Sequence[str | os.PathLike] | None = None,
+    fill_k: bool = True,
+    baseline: str | None = BASELINE,
+    gap: float = 0.1,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time every stage of every runner on every (size, K) with :func:`time_stage`;
+    speed-ups against ``baseline`` (a runner name) within the same (size, K).
+    ``gap`` seconds of idle before each call let the previous runner's worker
+    threads, which busy-wait for a while after their work (OpenMP, ONNX
+    Runtime), go to sleep so that they do not slow the next runner down.
+    SuperGlue's network settings are the backends' own (given when built)."""
     from ..features.superpoint_post import superpoint_config
     from ..matching.superglue_post import superglue_config
+
     results: list[BenchResult] = []
     for size in sizes:
         images = load_pair(size, frames)
         for k in ks:
             spc = superpoint_config({**(sp_config or {}), "max_keypoints": int(k)})
             sgc = superglue_config(sg_config)
-            times: dict[str, list[dict[str, float]]] = {r.name: [] for r in runners}
-            peaks: dict[str, float] = {}
-            last: dict[str, PairOutput] = {}
-            for i in range(warmup + runs):
-                for runner in runners:
-                    gc.collect()
-                    if gap > 0:
-                        time.sleep(gap)
-                    reset_peak_rss()
-                    t, out = runner.run_pair(images, spc, sgc, int(k), fill_k)
-                    peak = peak_rss_mb()
-                    if peak is not None:
-                        peaks[runner.name] = max(peaks.get(runner.name, 0.0), peak)
-                    if i >= warmup:
-                        times[runner.name].append(t)
-                    last[runner.name] = out
+            staged = {r.name: r.stages(images, spc, sgc, int(k), fill_k) for r in runners}
+            timed: dict[str, dict[str, StageTiming]] = {}
+            for stage in STAGES:
                 if progress is not None:
-                    progress(f"{size[0]}x{size[1]} K={k}: run {i + 1}/{warmup + runs}"
-                             + (" (warm-up)" if i < warmup else ""))
-            ref_out = last.get(baseline) if baseline else None
+                    progress(
+                        f"{size[0]}x{size[1]} K={k}: {STAGE_TITLES[stage]}, "
+                        f"{warmup} warm-up + {runs} runs"
+                    )
+                per = len(images) if stage in IMAGE_STAGES else 1
+                timed[stage] = time_stage(
+                    stage, {n: s[stage] for n, s in staged.items()}, runs, warmup, gap, per
+                )
+            outputs = {r.name: timed["total"][r.name].output for r in runners}
+            ref_out = outputs.get(baseline) if baseline else None
             block = []
             for runner in runners:
-                stages = {s: stats_ms([t[s] for t in times[runner.name]]) for s in STAGES}
-                out = last[runner.name]
-                res = BenchResult(runner.name, tuple(size), int(k),
-                                  (len(out.features[0]), len(out.features[1])), stages,
-                                  peak_rss_mb=peaks.get(runner.name), model_mb=runner.model_mb,
-                                  description=runner.description)
+                out = outputs[runner.name]
+                peaks = [t[runner.name].peak_rss_mb for t in timed.values()]
+                peaks = [p for p in peaks if p is not None]
+                res = BenchResult(
+                    runner.name,
+                    tuple(size),
+                    int(k),
+                    (len(out.features[0]), len(out.features[1])),
+                    {s: timed[s][runner.name].stats for s in STAGES},
+                    peak_rss_mb=max(peaks) if peaks else None,
+                    model_mb=runner.model_mb,
+                    description=runner.description,
+                )
                 if ref_out is not None and runner.name != baseline:
                     res.agreement = agreement(ref_out, out)
                 block.append(res)
             ref = next((r for r in block if r.runner == baseline), None)
             if ref is not None:
                 for res in block:
-                    res.speedup = {"image": image_stage_ms(ref.stages) / max(image_stage_ms(res.stages), 1e-9)}
+                    res.speedup = {
+                        "image": image_stage_ms(ref.stages) / max(image_stage_ms(res.stages), 1e-9)
+                    }
                     for stage in ("superpoint", "post", "superglue", "total"):
-                        res.speedup[stage] = (ref.stages[stage]["median"]
-                                              / max(res.stages[stage]["median"], 1e-9))
+                        res.speedup[stage] = ref.stages[stage]["median"] / max(
+                            res.stages[stage]["median"], 1e-9
+                        )
             results.extend(block)
     return results
 
 
 def environment() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
-                            "cpus": os.cpu_count(), "numpy": np.__version__}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+    }
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -438,7 +528,7 @@ def environment() -> dict[str, Any]:
     return info
 
 
-def format_table(results: Sequence[BenchResult], baseline: str | None = "torch-ref") -> str:
+def format_table(results: Sequence[BenchResult], baseline: str | None = BASELINE) -> str:
     """Terminal table: per (size, K) block, a row per runner with median/p90/max per
     stage (ms), speed-ups over the baseline, peak memory and agreement."""
     lines = []
@@ -448,9 +538,14 @@ def format_table(results: Sequence[BenchResult], baseline: str | None = "torch-r
     name_w = max([len(r.runner) for r in results] + [8])
     for (size, k), rows in blocks.items():
         kp = ", ".join(f"{r.runner} {r.keypoints[0]}/{r.keypoints[1]}" for r in rows[:1])
-        lines.append(f"== {size[0]}x{size[1]} (HxW), K={k}  [keypoints: {kp}]  times in ms: median / p90 / max")
+        lines.append(
+            f"== {size[0]}x{size[1]} (HxW), K={k}  [keypoints: {kp}]  "
+            "times in ms: median / p90 / max"
+        )
         head = f"{'runner':<{name_w}} " + " ".join(f"{STAGE_TITLES[s]:>20}" for s in STAGES)
-        head += f" {'x image':>8} {'x SG':>6} {'x pair':>7} {'peak MB':>8} {'kp agr':>7} {'m agr':>7}"
+        head += (
+            f" {'x image':>8} {'x SG':>6} {'x pair':>7} {'peak MB':>8} {'kp agr':>7} {'m agr':>7}"
+        )
         lines.append(head)
         for r in rows:
             cells = []
@@ -462,13 +557,19 @@ def format_table(results: Sequence[BenchResult], baseline: str | None = "torch-r
             row += f" {_x(sp.get('image'))} {_x(sp.get('superglue'), 6)} {_x(sp.get('total'), 7)}"
             row += f" {r.peak_rss_mb:8.0f}" if r.peak_rss_mb is not None else f" {'n/a':>8}"
             ag = r.agreement
-            row += (f" {100 * ag['kp_agree']:6.1f}% {100 * ag['match_agree']:6.1f}%" if ag
-                    else f" {'(ref)' if r.runner == baseline else '':>7} {'':>7}")
+            row += (
+                f" {100 * ag['kp_agree']:6.1f}% {100 * ag['match_agree']:6.1f}%"
+                if ag
+                else f" {'(ref)' if r.runner == baseline else '':>7} {'':>7}"
+            )
             lines.append(row)
         lines.append("")
-    lines.append("x image: SuperPoint image -> keypoints + descriptors (pre + net + post); x SG: SuperGlue; "
-                 f"x pair: total; speed-ups over '{baseline}' in the same run. kp agr / m agr: share of the "
-                 "baseline's keypoints / matches reproduced (fp16 agreement rate).")
+    lines.append(
+        "x image: SuperPoint image -> keypoints + descriptors (pre + net + post); "
+        f"x SG: SuperGlue; x pair: total; speed-ups over '{baseline}' in the same run. "
+        "kp agr / m agr: share of the baseline's keypoints / matches reproduced "
+        "(fp16 agreement rate)."
+    )
     return "\n".join(lines)
 
 
@@ -482,10 +583,15 @@ def _x(v: float | None, width: int = 8) -> str:
     return (f"{v:.2f}x" if v is not None else "").rjust(width)
 
 
-def write_json(path: str | os.PathLike, results: Sequence[BenchResult], settings: Mapping[str, Any]) -> Path:
+def write_json(
+    path: str | os.PathLike, results: Sequence[BenchResult], settings: Mapping[str, Any]
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"environment": environment(), "settings": _jsonable(dict(settings)),
-            "results": [r.to_json() for r in results]}
+    body = {
+        "environment": environment(),
+        "settings": _jsonable(dict(settings)),
+        "results": [r.to_json() for r in results],
+    }
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

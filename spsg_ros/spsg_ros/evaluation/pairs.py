@@ -16,6 +16,7 @@ pose), recovering the pose of every candidate E and keeping the one with most
 inliers. Pair error = max(rotation error, translation direction error folded
 to min(e, 180 - e)), infinite without a pose; AUC at 5/10/20 degrees.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,27 +73,42 @@ def parse_pairs_file(path: str | Path, require_ground_truth: bool = True) -> lis
             try:
                 values = [float(v) for v in parts[2:]]
             except ValueError as exc:
-                raise PairsFileError(f"{path}:{number}: rotations, K0, K1 and T_0to1 must be numbers") from exc
+                raise PairsFileError(
+                    f"{path}:{number}: rotations, K0, K1 and T_0to1 must be numbers"
+                ) from exc
             rot0, rot1 = values[0], values[1]
             if rot0 not in (0, 1, 2, 3) or rot1 not in (0, 1, 2, 3):
-                raise PairsFileError(f"{path}:{number}: rotations must be 0..3 (x 90 degrees), "
-                                     f"got {parts[2]} {parts[3]}")
-            entries.append(PairEntry(parts[0], parts[1], int(rot0), int(rot1),
-                                     np.array(values[2:11]).reshape(3, 3),
-                                     np.array(values[11:20]).reshape(3, 3),
-                                     np.array(values[20:36]).reshape(4, 4), number))
+                raise PairsFileError(
+                    f"{path}:{number}: rotations must be 0..3 (x 90 degrees), "
+                    f"got {parts[2]} {parts[3]}"
+                )
+            entries.append(
+                PairEntry(
+                    parts[0],
+                    parts[1],
+                    int(rot0),
+                    int(rot1),
+                    np.array(values[2:11]).reshape(3, 3),
+                    np.array(values[11:20]).reshape(3, 3),
+                    np.array(values[20:36]).reshape(4, 4),
+                    number,
+                )
+            )
         elif len(parts) in (2, 4) and not require_ground_truth:
             rots = [int(v) for v in parts[2:4]] if len(parts) == 4 else [0, 0]
             entries.append(PairEntry(parts[0], parts[1], rots[0], rots[1], line=number))
         else:
-            raise PairsFileError(f"{path}:{number}: expected 38 fields 'name0 name1 rot0 rot1 K0(9) K1(9) "
-                                 f"T_0to1(16)', got {len(parts)}")
+            raise PairsFileError(
+                f"{path}:{number}: expected 38 fields 'name0 name1 rot0 rot1 K0(9) K1(9) "
+                f"T_0to1(16)', got {len(parts)}"
+            )
     if not entries:
         raise PairsFileError(f"{path} holds no pairs")
     return entries
 
 
-# ----------------------------------------------------------------------------- geometry of the protocol
+# ------------------------------------------------------------ geometry of the protocol
+
 
 def scale_intrinsics(K: np.ndarray, scales: Sequence[float]) -> np.ndarray:
     """K of a resized image: ``scales`` = (orig_w / new_w, orig_h / new_h)."""
@@ -126,8 +142,9 @@ def normalise(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     return (p - K[[0, 1], [2, 2]][None]) / K[[0, 1], [0, 1]][None]
 
 
-def symmetric_epipolar_error(kpts0: np.ndarray, kpts1: np.ndarray, T_0to1: np.ndarray,
-                             K0: np.ndarray, K1: np.ndarray) -> np.ndarray:
+def symmetric_epipolar_error(
+    kpts0: np.ndarray, kpts1: np.ndarray, T_0to1: np.ndarray, K0: np.ndarray, K1: np.ndarray
+) -> np.ndarray:
     """Squared symmetric epipolar distance in normalised coordinates (upstream measure):
     ``(x1' E x0)^2 (1 / |(E x0)_12|^2 + 1 / |(E' x1)_12|^2)``."""
     x0 = np.hstack([normalise(kpts0, K0), np.ones((len(kpts0), 1))])
@@ -139,11 +156,19 @@ def symmetric_epipolar_error(kpts0: np.ndarray, kpts1: np.ndarray, T_0to1: np.nd
     Etx1 = x1 @ E
     x1Ex0 = np.sum(x1 * Ex0, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return x1Ex0 ** 2 * (1.0 / (Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2) + 1.0 / (Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2))
+        return x1Ex0**2 * (
+            1.0 / (Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2) + 1.0 / (Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2)
+        )
 
 
-def estimate_pose(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.ndarray,
-                  threshold_px: float = POSE_THRESHOLD_PX, confidence: float = RANSAC_CONFIDENCE):
+def estimate_pose(
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    K0: np.ndarray,
+    K1: np.ndarray,
+    threshold_px: float = POSE_THRESHOLD_PX,
+    confidence: float = RANSAC_CONFIDENCE,
+):
     """(R, t, inlier mask) of the protocol, or None (fewer than 5 matches, no model,
     or no candidate with a point in front of both cameras).
 
@@ -154,7 +179,9 @@ def estimate_pose(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.n
     if len(kpts0) < MIN_POSE_MATCHES:
         return None
     f_mean = float(np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]]))
-    pose = essential_pose(normalise(kpts0, K0), normalise(kpts1, K1), threshold_px / f_mean, confidence)
+    pose = essential_pose(
+        normalise(kpts0, K0), normalise(kpts1, K1), threshold_px / f_mean, confidence
+    )
     if pose is None or not pose.inlier_mask.any():
         return None
     return pose.rotation, pose.translation, pose.inlier_mask
@@ -162,11 +189,14 @@ def estimate_pose(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.n
 
 def pose_errors(T_0to1: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     """(translation direction error folded to min(e, 180 - e), rotation error), degrees."""
-    return (translation_angle_deg(t, T_0to1[:3, 3], fold=True),
-            rotation_error_deg(R, T_0to1[:3, :3]))
+    return (
+        translation_angle_deg(t, T_0to1[:3, 3], fold=True),
+        rotation_error_deg(R, T_0to1[:3, :3]),
+    )
 
 
 # ----------------------------------------------------------------------------- running it
+
 
 @dataclass
 class PairResult:
@@ -187,6 +217,7 @@ class PairResult:
 def load_pair_images(entry: PairEntry, images_dir: Path, resize: Sequence[int]):
     """(image0, image1, K0, K1, T_0to1) after resizing and rotating as the protocol does."""
     from ..features.image_io import read_gray
+
     images, Ks = [], []
     for name, rot, K in ((entry.name0, entry.rot0, entry.K0), (entry.name1, entry.rot1, entry.K1)):
         try:
@@ -212,8 +243,15 @@ def load_pair_images(entry: PairEntry, images_dir: Path, resize: Sequence[int]):
     return images[0], images[1], Ks[0], Ks[1], T
 
 
-def evaluate_matches(entry: PairEntry, kpts0: np.ndarray, kpts1: np.ndarray, matches0: np.ndarray,
-                     K0: np.ndarray, K1: np.ndarray, T_0to1: np.ndarray) -> PairResult:
+def evaluate_matches(
+    entry: PairEntry,
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    matches0: np.ndarray,
+    K0: np.ndarray,
+    K1: np.ndarray,
+    T_0to1: np.ndarray,
+) -> PairResult:
     """Protocol figures of one pair from its keypoints and ``matches0`` (-1 = unmatched)."""
     matches0 = np.asarray(matches0).reshape(-1)
     valid = matches0 > -1
@@ -222,9 +260,16 @@ def evaluate_matches(entry: PairEntry, kpts0: np.ndarray, kpts1: np.ndarray, mat
     errors = symmetric_epipolar_error(mk0, mk1, T_0to1, K0, K1) if len(mk0) else np.zeros(0)
     correct = errors < EPIPOLAR_THRESHOLD
     num_correct = int(correct.sum())
-    result = PairResult(entry.name0, entry.name1, int(len(kpts0)), int(len(kpts1)), int(len(mk0)), num_correct,
-                        precision=float(correct.mean()) if len(correct) else 0.0,
-                        matching_score=num_correct / len(kpts0) if len(kpts0) else 0.0)
+    result = PairResult(
+        entry.name0,
+        entry.name1,
+        int(len(kpts0)),
+        int(len(kpts1)),
+        int(len(mk0)),
+        num_correct,
+        precision=float(correct.mean()) if len(correct) else 0.0,
+        matching_score=num_correct / len(kpts0) if len(kpts0) else 0.0,
+    )
     estimate = estimate_pose(mk0, mk1, K0, K1)
     if estimate is not None:
         R, t, inliers = estimate
@@ -237,21 +282,35 @@ def evaluate_matches(entry: PairEntry, kpts0: np.ndarray, kpts1: np.ndarray, mat
 MatchFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def evaluate_pairs(entries: Sequence[PairEntry], images_dir: str | Path, match: MatchFunction,
-                   resize: Sequence[int] = (640, 480), progress: bool = True) -> tuple[list[PairResult], dict]:
+def evaluate_pairs(
+    entries: Sequence[PairEntry],
+    images_dir: str | Path,
+    match: MatchFunction,
+    resize: Sequence[int] = (640, 480),
+    progress: bool = True,
+) -> tuple[list[PairResult], dict]:
     """Run ``match(image0, image1) -> (kpts0, kpts1, matches0)`` on every pair and
     score it; returns per-pair results and the summary (percentages)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"image folder {images_dir} does not exist")
-    missing = sorted({n for e in entries for n in (e.name0, e.name1) if not (images_dir / n).is_file()})
+    missing = sorted(
+        {n for e in entries for n in (e.name0, e.name1) if not (images_dir / n).is_file()}
+    )
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise FileNotFoundError(f"{len(missing)} image(s) of the pairs file missing under {images_dir}: {shown}")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) of the pairs file missing under {images_dir}: {shown}"
+        )
     without_gt = [e.line for e in entries if not e.has_ground_truth]
     if without_gt:
-        raise ValueError(f"pairs on lines {without_gt[:5]} have no intrinsics/pose: cannot evaluate")
+        raise ValueError(
+            f"pairs on lines {without_gt[:5]} have no intrinsics/pose: cannot evaluate"
+        )
     from tqdm import tqdm
+
     results = []
     for entry in tqdm(entries, desc="pairs", unit="pair", disable=not progress):
         image0, image1, K0, K1, T = load_pair_images(entry, images_dir, resize)
@@ -266,16 +325,25 @@ def summarise(results: Sequence[PairResult]) -> dict:
     errors = [r.pose_err_deg for r in results]
     out = {"pairs": len(results)}
     out.update(auc_dict(errors, AUC_THRESHOLDS))
-    out.update({
-        "precision": 100.0 * float(np.mean([r.precision for r in results])),
-        "matching_score": 100.0 * float(np.mean([r.matching_score for r in results])),
-        "mean_matches": float(np.mean([r.num_matches for r in results])),
-        "mean_keypoints": float(np.mean([(r.num_kp0 + r.num_kp1) / 2 for r in results])),
-        "pairs_without_pose": int(sum(1 for r in results if not math.isfinite(r.pose_err_deg))),
-    })
+    out.update(
+        {
+            "precision": 100.0 * float(np.mean([r.precision for r in results])),
+            "matching_score": 100.0 * float(np.mean([r.matching_score for r in results])),
+            "mean_matches": float(np.mean([r.num_matches for r in results])),
+            "mean_keypoints": float(np.mean([(r.num_kp0 + r.num_kp1) / 2 for r in results])),
+            "pairs_without_pose": int(
+                sum(1 for r in results if not math.isfinite(r.pose_err_deg))
+            ),
+        }
+    )
     return out
 
 
 def results_as_dicts(results: Sequence[PairResult]) -> list[dict]:
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(r).items()}
-            for r in results]
+    return [
+        {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(r).items()
+        }
+        for r in results
+    ]

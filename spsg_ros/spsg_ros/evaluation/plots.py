@@ -1,5 +1,6 @@
 """PNG plots of a replay: metrics and latency over time, trajectory seen from
 above, error histograms (matplotlib with the Agg backend, no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,10 @@ import numpy as np
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -40,7 +43,11 @@ def plot_metrics(rows: Sequence[Mapping], path: Path, title: str = "") -> Path:
     # frames without a reference (the first, or after a reset) have no pairing figures
     paired = np.array([r.get("ref_stamp_ns") not in ("", None) for r in rows])
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
-    for key, label in (("num_kp", "keypoints"), ("num_matches", "matches"), ("inliers", "pose inliers")):
+    for key, label in (
+        ("num_kp", "keypoints"),
+        ("num_matches", "matches"),
+        ("inliers", "pose inliers"),
+    ):
         values = _column(rows, key)
         if key != "num_kp":
             values[~paired] = np.nan
@@ -48,8 +55,10 @@ def plot_metrics(rows: Sequence[Mapping], path: Path, title: str = "") -> Path:
     ax0.set_ylabel("count")
     ax0.legend(loc="upper right")
     ax0.grid(alpha=0.3)
-    for key, label in (("match_prec", "match_prec (matches / keypoints)"),
-                       ("outlier_prec", "outlier_prec (outliers / matches)")):
+    for key, label in (
+        ("match_prec", "match_prec (matches / keypoints)"),
+        ("outlier_prec", "outlier_prec (outliers / matches)"),
+    ):
         values = _column(rows, key)
         values[~paired] = np.nan
         ax1.plot(t, values, ".-", label=label, lw=1.2, ms=3)
@@ -69,7 +78,9 @@ def plot_metrics(rows: Sequence[Mapping], path: Path, title: str = "") -> Path:
     return path
 
 
-def plot_latency(rows: Sequence[Mapping], stages: Sequence[str], path: Path, title: str = "") -> Path:
+def plot_latency(
+    rows: Sequence[Mapping], stages: Sequence[str], path: Path, title: str = ""
+) -> Path:
     """Per-stage time (stacked) and the total per frame."""
     plt = _pyplot()
     t = _time_axis(rows)
@@ -81,8 +92,11 @@ def plot_latency(rows: Sequence[Mapping], stages: Sequence[str], path: Path, tit
     ax.plot(t, total, color="black", lw=1.0, label="total (wall)")
     finite = total[np.isfinite(total)]
     if finite.size:
-        ax.set_title(title or f"latency per frame: median {np.median(finite):.1f} ms, "
-                     f"p95 {np.percentile(finite, 95):.1f} ms")
+        ax.set_title(
+            title
+            or f"latency per frame: median {np.median(finite):.1f} ms, "
+            f"p95 {np.percentile(finite, 95):.1f} ms"
+        )
     ax.set_xlabel("time [s]")
     ax.set_ylabel("ms")
     ax.grid(alpha=0.3)
@@ -101,8 +115,14 @@ def top_view_axes(world_frame: str) -> tuple[int, int, str, str]:
     return 0, 1, "x [m]", "y [m]"
 
 
-def plot_trajectory(estimated: np.ndarray, ground_truth: Optional[np.ndarray], world_frame: str,
-                    path: Path, title: str = "", note: str = "") -> Path:
+def plot_trajectory(
+    estimated: np.ndarray,
+    ground_truth: Optional[np.ndarray],
+    world_frame: str,
+    path: Path,
+    title: str = "",
+    note: str = "",
+) -> Path:
     """Estimated trajectory against ground truth, seen from above, equal axes."""
     plt = _pyplot()
     a, b, la, lb = top_view_axes(world_frame)
@@ -129,17 +149,27 @@ def plot_trajectory(estimated: np.ndarray, ground_truth: Optional[np.ndarray], w
     return path
 
 
-def plot_error_histograms(errors: Mapping[str, Sequence[float]], path: Path, title: str = "") -> Path:
+def plot_error_histograms(
+    errors: Mapping[str, Sequence[float]], path: Path, title: str = ""
+) -> Path:
     """One histogram per error series (non-finite values counted in the title)."""
     plt = _pyplot()
     names = list(errors)
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.8), squeeze=False
+    )
     for ax, name in zip(axes[0], names):
         values = np.asarray(errors[name], float)
         finite = values[np.isfinite(values)]
         if finite.size:
             ax.hist(finite, bins=min(40, max(5, finite.size // 2)), color="tab:blue", alpha=0.8)
-            ax.axvline(np.median(finite), color="black", ls="--", lw=1, label=f"median {np.median(finite):.3g}")
+            ax.axvline(
+                np.median(finite),
+                color="black",
+                ls="--",
+                lw=1,
+                label=f"median {np.median(finite):.3g}",
+            )
             ax.legend(fontsize=8)
         missing = int(values.size - finite.size)
         ax.set_title(f"{name}" + (f" ({missing} without pose)" if missing else ""), fontsize=9)

@@ -4,6 +4,7 @@ sequence against ground truth, relative pose error and trajectory error.
 The angle error functions are :mod:`spsg_ros.geometry.errors`'; this module
 adds the statistics on top.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ def pose_auc(errors: Iterable[float], thresholds: Sequence[float] = AUC_THRESHOL
     ys = np.concatenate([[0.0], recall])
     aucs = []
     for t in thresholds:
-        last = int(np.searchsorted(xs, t))        # points with error < t (xs[0] = 0 always kept)
+        last = int(np.searchsorted(xs, t))  # points with error < t (xs[0] = 0 always kept)
         x = np.concatenate([xs[:last], [t]])
         y = np.concatenate([ys[:last], [ys[last - 1]]])
         area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
@@ -45,11 +46,14 @@ def pose_auc(errors: Iterable[float], thresholds: Sequence[float] = AUC_THRESHOL
     return aucs
 
 
-def auc_dict(errors: Iterable[float], thresholds: Sequence[float] = AUC_THRESHOLDS,
-             percent: bool = True) -> dict[str, float]:
+def auc_dict(
+    errors: Iterable[float], thresholds: Sequence[float] = AUC_THRESHOLDS, percent: bool = True
+) -> dict[str, float]:
     scale = 100.0 if percent else 1.0
-    return {f"auc@{int(t) if float(t).is_integer() else t}": scale * a
-            for t, a in zip(thresholds, pose_auc(errors, thresholds))}
+    return {
+        f"auc@{int(t) if float(t).is_integer() else t}": scale * a
+        for t, a in zip(thresholds, pose_auc(errors, thresholds))
+    }
 
 
 @dataclass
@@ -57,23 +61,29 @@ class PairError:
     """Errors of one estimated relative pose against ground truth (degrees / metres)."""
 
     rotation_deg: float = math.inf
-    translation_dir_deg: float = math.nan     # angle between directions, not folded
+    translation_dir_deg: float = math.nan  # angle between directions, not folded
     translation_dir_folded_deg: float = math.nan  # min(e, 180 - e), SPEC section 3
-    translation_m: float = math.nan           # |t_est - t_gt| (metric poses only)
-    translation_rel: float = math.nan         # |t_est - t_gt| / |t_gt|
+    translation_m: float = math.nan  # |t_est - t_gt| (metric poses only)
+    translation_rel: float = math.nan  # |t_est - t_gt| / |t_gt|
     gt_motion_m: float = 0.0
     gt_rotation_deg: float = 0.0
-    pose_error_deg: float = math.inf          # max(rotation, folded direction): the AUC input
+    pose_error_deg: float = math.inf  # max(rotation, folded direction): the AUC input
 
     def as_row(self) -> dict[str, float]:
-        return {"rot_err_deg": self.rotation_deg, "t_dir_err_deg": self.translation_dir_deg,
-                "t_err_m": self.translation_m, "t_rel_err": self.translation_rel,
-                "pose_err_deg": self.pose_error_deg, "gt_motion_m": self.gt_motion_m,
-                "gt_rot_deg": self.gt_rotation_deg}
+        return {
+            "rot_err_deg": self.rotation_deg,
+            "t_dir_err_deg": self.translation_dir_deg,
+            "t_err_m": self.translation_m,
+            "t_rel_err": self.translation_rel,
+            "pose_err_deg": self.pose_error_deg,
+            "gt_motion_m": self.gt_motion_m,
+            "gt_rot_deg": self.gt_rotation_deg,
+        }
 
 
-def relative_pose_error(T_cur_ref_est: Optional[np.ndarray], T_cur_ref_gt: np.ndarray,
-                        metric: bool) -> PairError:
+def relative_pose_error(
+    T_cur_ref_est: Optional[np.ndarray], T_cur_ref_gt: np.ndarray, metric: bool
+) -> PairError:
     """Errors of an estimated ``T_cur_ref`` (None: no pose) against the true one.
 
     The direction error needs ground-truth motion above 1 um (NaN otherwise; the
@@ -81,8 +91,10 @@ def relative_pose_error(T_cur_ref_est: Optional[np.ndarray], T_cur_ref_gt: np.nd
     translation error in metres and relative to the true motion.
     """
     gt_t = T_cur_ref_gt[:3, 3]
-    out = PairError(gt_motion_m=float(np.linalg.norm(gt_t)),
-                    gt_rotation_deg=rotation_error_deg(np.eye(3), T_cur_ref_gt[:3, :3]))
+    out = PairError(
+        gt_motion_m=float(np.linalg.norm(gt_t)),
+        gt_rotation_deg=rotation_error_deg(np.eye(3), T_cur_ref_gt[:3, :3]),
+    )
     if T_cur_ref_est is None:
         return out
     R, t = T_cur_ref_est[:3, :3], T_cur_ref_est[:3, 3]
@@ -101,7 +113,9 @@ def relative_pose_error(T_cur_ref_est: Optional[np.ndarray], T_cur_ref_gt: np.nd
     return out
 
 
-def umeyama_alignment(source: np.ndarray, target: np.ndarray, with_scale: bool) -> tuple[np.ndarray, float]:
+def umeyama_alignment(
+    source: np.ndarray, target: np.ndarray, with_scale: bool
+) -> tuple[np.ndarray, float]:
     """(4x4 rigid T, scale s) minimising ``|target - (s R source + t)|`` (Umeyama 1991)."""
     src, dst = np.asarray(source, float), np.asarray(target, float)
     mu_s, mu_d = src.mean(0), dst.mean(0)
@@ -112,7 +126,7 @@ def umeyama_alignment(source: np.ndarray, target: np.ndarray, with_scale: bool) 
     if np.linalg.det(U) * np.linalg.det(Vt) < 0:
         D[2, 2] = -1
     R = U @ D @ Vt
-    var = float(np.mean(np.sum(xs ** 2, axis=1)))
+    var = float(np.mean(np.sum(xs**2, axis=1)))
     s = float(np.trace(np.diag(S) @ D) / var) if with_scale and var > 1e-12 else 1.0
     T = np.eye(4)
     T[:3, :3] = R
@@ -120,21 +134,31 @@ def umeyama_alignment(source: np.ndarray, target: np.ndarray, with_scale: bool) 
     return T, s
 
 
-def absolute_trajectory_error(estimated: np.ndarray, reference: np.ndarray,
-                              with_scale: bool) -> dict[str, float]:
+def absolute_trajectory_error(
+    estimated: np.ndarray, reference: np.ndarray, with_scale: bool
+) -> dict[str, float]:
     """RMSE / mean / max position error after the best rigid (or similarity) alignment."""
-    est, ref = np.asarray(estimated, float).reshape(-1, 3), np.asarray(reference, float).reshape(-1, 3)
+    est, ref = (
+        np.asarray(estimated, float).reshape(-1, 3),
+        np.asarray(reference, float).reshape(-1, 3),
+    )
     if len(est) < 3:
         return {}
     T, s = umeyama_alignment(est, ref, with_scale)
     aligned = s * est @ T[:3, :3].T + T[:3, 3]
     err = np.linalg.norm(aligned - ref, axis=1)
-    return {"ate_rmse_m": float(np.sqrt(np.mean(err ** 2))), "ate_mean_m": float(err.mean()),
-            "ate_max_m": float(err.max()), "ate_scale": float(s), "ate_poses": int(len(err))}
+    return {
+        "ate_rmse_m": float(np.sqrt(np.mean(err**2))),
+        "ate_mean_m": float(err.mean()),
+        "ate_max_m": float(err.max()),
+        "ate_scale": float(s),
+        "ate_poses": int(len(err)),
+    }
 
 
-def trajectory_rpe(estimated: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                   delta: int = 1) -> dict[str, float]:
+def trajectory_rpe(
+    estimated: Sequence[np.ndarray], reference: Sequence[np.ndarray], delta: int = 1
+) -> dict[str, float]:
     """Relative pose error (Sturm et al. 2012) over pose pairs ``delta`` frames apart:
     RMSE of the translation and mean of the rotation of
     ``inv(inv(Q_i) Q_i+d) inv(P_i) P_i+d``."""
@@ -148,18 +172,27 @@ def trajectory_rpe(estimated: Sequence[np.ndarray], reference: Sequence[np.ndarr
     if not trans:
         return {}
     t = np.asarray(trans)
-    return {"rpe_trans_rmse_m": float(np.sqrt(np.mean(t ** 2))), "rpe_trans_mean_m": float(t.mean()),
-            "rpe_rot_rmse_deg": float(np.sqrt(np.mean(np.square(rots)))),
-            "rpe_rot_mean_deg": float(np.mean(rots)), "rpe_pairs": len(trans), "rpe_delta_frames": delta}
+    return {
+        "rpe_trans_rmse_m": float(np.sqrt(np.mean(t**2))),
+        "rpe_trans_mean_m": float(t.mean()),
+        "rpe_rot_rmse_deg": float(np.sqrt(np.mean(np.square(rots)))),
+        "rpe_rot_mean_deg": float(np.mean(rots)),
+        "rpe_pairs": len(trans),
+        "rpe_delta_frames": delta,
+    }
 
 
 def _stats(values: Iterable[float], prefix: str) -> dict[str, float]:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
     if v.size == 0:
         return {f"{prefix}_count": 0}
-    return {f"{prefix}_mean": float(v.mean()), f"{prefix}_median": float(np.median(v)),
-            f"{prefix}_rmse": float(np.sqrt(np.mean(v ** 2))), f"{prefix}_max": float(v.max()),
-            f"{prefix}_count": int(v.size)}
+    return {
+        f"{prefix}_mean": float(v.mean()),
+        f"{prefix}_median": float(np.median(v)),
+        f"{prefix}_rmse": float(np.sqrt(np.mean(v**2))),
+        f"{prefix}_max": float(v.max()),
+        f"{prefix}_count": int(v.size),
+    }
 
 
 @dataclass
@@ -176,15 +209,23 @@ class SequenceAccuracy:
     metric: bool
     position_only: bool = False
     errors: list[PairError] = field(default_factory=list)
-    estimated: dict[int, np.ndarray] = field(default_factory=dict)   # stamp -> T_world_cam (anchored)
+    estimated: dict[int, np.ndarray] = field(
+        default_factory=dict
+    )  # stamp -> T_world_cam (anchored)
     ground_truth: dict[int, np.ndarray] = field(default_factory=dict)
     gt_positions: dict[int, np.ndarray] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     frames_without_pose: int = 0
     scale_errors: list[float] = field(default_factory=list)
 
-    def add(self, stamp: int, ref_stamp: Optional[int], T_cur_ref_est: Optional[np.ndarray],
-            gt_pose: Optional[np.ndarray], gt_position: Optional[np.ndarray] = None) -> Optional[PairError]:
+    def add(
+        self,
+        stamp: int,
+        ref_stamp: Optional[int],
+        T_cur_ref_est: Optional[np.ndarray],
+        gt_pose: Optional[np.ndarray],
+        gt_position: Optional[np.ndarray] = None,
+    ) -> Optional[PairError]:
         """Record one frame; returns its errors when they can be computed."""
         stamp = int(stamp)
         self.order.append(stamp)
@@ -200,15 +241,26 @@ class SequenceAccuracy:
         if gt_pose is not None and gt_ref is not None:
             error = relative_pose_error(T_cur_ref_est, relative_pose(gt_ref, gt_pose), self.metric)
             self.errors.append(error)
-        elif self.position_only and self.metric and T_cur_ref_est is not None and ref is not None \
-                and stamp in self.gt_positions and ref in self.gt_positions:
+        elif (
+            self.position_only
+            and self.metric
+            and T_cur_ref_est is not None
+            and ref is not None
+            and stamp in self.gt_positions
+            and ref in self.gt_positions
+        ):
             gt_len = float(np.linalg.norm(self.gt_positions[stamp] - self.gt_positions[ref]))
             self.scale_errors.append(abs(float(np.linalg.norm(T_cur_ref_est[:3, 3])) - gt_len))
         self._chain(stamp, ref, T_cur_ref_est, error)
         return error
 
-    def _chain(self, stamp: int, ref: Optional[int], T_est: Optional[np.ndarray],
-               error: Optional[PairError]) -> None:
+    def _chain(
+        self,
+        stamp: int,
+        ref: Optional[int],
+        T_est: Optional[np.ndarray],
+        error: Optional[PairError],
+    ) -> None:
         if not self.estimated:
             start = self.ground_truth.get(stamp)
             if start is None:
@@ -234,13 +286,18 @@ class SequenceAccuracy:
         self.estimated[stamp] = base @ np.linalg.inv(T)
 
     def summary(self) -> dict:
-        out: dict = {"pairs_evaluated": len(self.errors), "frames_without_pose": self.frames_without_pose,
-                     "translation": "metric (stereo)" if self.metric else "direction only (mono)"}
+        out: dict = {
+            "pairs_evaluated": len(self.errors),
+            "frames_without_pose": self.frames_without_pose,
+            "translation": "metric (stereo)" if self.metric else "direction only (mono)",
+        }
         if self.errors:
             pose_errors = [e.pose_error_deg for e in self.errors]
             out.update(auc_dict(pose_errors))
-            out["auc_definition"] = ("SPEC section 3: pose error = max(rotation error, translation "
-                                     "direction error folded to min(e, 180 - e)), inf without a pose")
+            out["auc_definition"] = (
+                "SPEC section 3: pose error = max(rotation error, translation "
+                "direction error folded to min(e, 180 - e)), inf without a pose"
+            )
             out.update(_stats([e.rotation_deg for e in self.errors], "rot_err_deg"))
             out.update(_stats([e.translation_dir_deg for e in self.errors], "t_dir_err_deg"))
             if self.metric:
@@ -257,8 +314,12 @@ class SequenceAccuracy:
         with_pos = [s for s in stamps if s in self.ground_truth or s in self.gt_positions]
         if len(with_pos) >= 3:
             est = np.array([self.estimated[s][:3, 3] for s in with_pos])
-            ref = np.array([self.ground_truth[s][:3, 3] if s in self.ground_truth else self.gt_positions[s]
-                            for s in with_pos])
+            ref = np.array(
+                [
+                    self.ground_truth[s][:3, 3] if s in self.ground_truth else self.gt_positions[s]
+                    for s in with_pos
+                ]
+            )
             out.update(absolute_trajectory_error(est, ref, with_scale=False))
         if not self.metric and (self.errors or self.gt_positions):
             out["trajectory_scale"] = "per-step translation length taken from ground truth (mono)"

@@ -11,6 +11,7 @@ A frame the reader could not load, or the frontend flagged, gets a row with
 source half-way, ends the loop early but still closes the bag, flushes the CSV
 and writes the summary (with ``"interrupted": true`` or ``"error"``) and plots.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,12 +34,41 @@ from .pose import SequenceAccuracy
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "superpoint", "match", "pose", "metrics")
-CSV_COLUMNS = (["index", "stamp_ns", "stamp_s", "ok", "status", "ref_stamp_ns", "is_keyframe",
-                "num_kp", "num_matches", "match_prec", "outlier_prec", "inliers", "pose_valid",
-                "pose_status", "tx", "ty", "tz", "rot_deg"]
-               + [f"ms_{s}" for s in STAGES]
-               + ["frontend_ms", "total_ms", "rot_err_deg", "t_dir_err_deg", "t_err_m", "t_rel_err",
-                  "pose_err_deg", "gt_motion_m", "gt_rot_deg", "source"])
+CSV_COLUMNS = (
+    [
+        "index",
+        "stamp_ns",
+        "stamp_s",
+        "ok",
+        "status",
+        "ref_stamp_ns",
+        "is_keyframe",
+        "num_kp",
+        "num_matches",
+        "match_prec",
+        "outlier_prec",
+        "inliers",
+        "pose_valid",
+        "pose_status",
+        "tx",
+        "ty",
+        "tz",
+        "rot_deg",
+    ]
+    + [f"ms_{s}" for s in STAGES]
+    + [
+        "frontend_ms",
+        "total_ms",
+        "rot_err_deg",
+        "t_dir_err_deg",
+        "t_err_m",
+        "t_rel_err",
+        "pose_err_deg",
+        "gt_motion_m",
+        "gt_rot_deg",
+        "source",
+    ]
+)
 OUTPUT_NAMES = ("results.mcap", "metrics.csv", "summary.json", "plots")
 MAX_CONSECUTIVE_ERRORS = 5
 
@@ -74,8 +104,14 @@ def flagged_result(frame: SequenceFrame, status: str) -> FrameResult:
     size = (0, 0)
     if frame.camera_info is not None:
         size = (int(frame.camera_info.width), int(frame.camera_info.height))
-    result = FrameResult(stamp_ns=int(frame.stamp_ns), frame_id=frame.frame_id, image_size=size,
-                         features=Features.empty(size), ok=False, status=status)
+    result = FrameResult(
+        stamp_ns=int(frame.stamp_ns),
+        frame_id=frame.frame_id,
+        image_size=size,
+        features=Features.empty(size),
+        ok=False,
+        status=status,
+    )
     result.pose.status = f"no pose: {status}"
     return result
 
@@ -84,16 +120,32 @@ def _stats(values: list[float]) -> dict[str, float]:
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
     if v.size == 0:
         return {}
-    return {"mean": float(v.mean()), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
-            "max": float(v.max())}
+    return {
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "p95": float(np.percentile(v, 95)),
+        "max": float(v.max()),
+    }
 
 
 class Replay:
     """Runs ``sequence`` through ``frontend`` and writes the outputs into ``out_dir``."""
 
-    def __init__(self, sequence: Sequence, frontend, out_dir: str | Path, *, stereo: bool = False,
-                 overwrite: bool = False, write_bag: bool = True, viz_every: int = 1, viz_scale: float = 0.5,
-                 path_every: int = 10, progress: bool = True, run_info: Optional[dict] = None):
+    def __init__(
+        self,
+        sequence: Sequence,
+        frontend,
+        out_dir: str | Path,
+        *,
+        stereo: bool = False,
+        overwrite: bool = False,
+        write_bag: bool = True,
+        viz_every: int = 1,
+        viz_scale: float = 0.5,
+        path_every: int = 10,
+        progress: bool = True,
+        run_info: Optional[dict] = None,
+    ):
         self.sequence = sequence
         self.frontend = frontend
         self.out = Path(out_dir)
@@ -111,8 +163,10 @@ class Replay:
         self.out.mkdir(parents=True, exist_ok=True)
         existing = [n for n in OUTPUT_NAMES if (self.out / n).exists()]
         if existing and not overwrite:
-            raise OutputExistsError(f"{self.out} already holds {', '.join(existing)}: "
-                                    f"choose another --out or pass --overwrite")
+            raise OutputExistsError(
+                f"{self.out} already holds {', '.join(existing)}: "
+                f"choose another --out or pass --overwrite"
+            )
         for name in existing:
             self._remove(self.out / name)
         (self.out / "plots").mkdir()
@@ -120,6 +174,7 @@ class Replay:
     @staticmethod
     def _remove(path: Path) -> None:
         import shutil
+
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -131,15 +186,16 @@ class Replay:
         from tqdm import tqdm
 
         from ..bagio.writer import ResultsBagWriter
-        from ..ros.conversions import TrajectoryAccumulator
+        from ..geometry.trajectory import TrajectoryAccumulator
 
         backend_name = ""
         try:
             backend_name = str(self.frontend.backend.describe().get("backend", ""))
         except Exception:  # describe is informative only
             backend_name = getattr(self.frontend.backend, "name", "")
-        accuracy = SequenceAccuracy(metric=self.stereo,
-                                    position_only=self.sequence.ground_truth_kind == "position")
+        accuracy = SequenceAccuracy(
+            metric=self.stereo, position_only=self.sequence.ground_truth_kind == "position"
+        )
         accumulator = TrajectoryAccumulator(history=4096)
         rows: list[dict] = []
         self.errors: dict[str, list[float]] = {"rot_err_deg": [], "t_dir_err_deg": []}
@@ -147,18 +203,27 @@ class Replay:
             self.errors["t_err_m"] = []
         interrupted, failure = False, None
         consecutive_errors = 0
-        reference: Optional[tuple] = None   # (stamp, display image, encoding, keypoints)
+        reference: Optional[tuple] = None  # (stamp, display image, encoding, keypoints)
         started = time.perf_counter()
-        bag = ResultsBagWriter(self.out / "results.mcap", backend_name=backend_name,
-                               path_every=self.path_every) if self.write_bag else None
+        bag = (
+            ResultsBagWriter(
+                self.out / "results.mcap", backend_name=backend_name, path_every=self.path_every
+            )
+            if self.write_bag
+            else None
+        )
         csv_file = open(self.out / "metrics.csv", "w", newline="")
         try:
             writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             csv_file.flush()
             total = len(self.sequence)
-            bar = tqdm(total=total or None, desc=f"replay {self.sequence.name}", unit="frame",
-                       disable=not self.progress)
+            bar = tqdm(
+                total=total or None,
+                desc=f"replay {self.sequence.name}",
+                unit="frame",
+                disable=not self.progress,
+            )
             try:
                 for frame in self.sequence:
                     t0 = time.perf_counter()
@@ -166,18 +231,35 @@ class Replay:
                         result = self._process(frame)
                         total_ms = (time.perf_counter() - t0) * 1e3
                         T_est = result.pose.matrix() if result.pose.valid else None
-                        T_world, _ = accumulator.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
-                        error = accuracy.add(result.stamp_ns, result.ref_stamp_ns, T_est, frame.gt_pose,
-                                             frame.gt_position)
+                        T_world, _ = accumulator.update(
+                            result.stamp_ns, result.ref_stamp_ns, result.pose
+                        )
+                        error = accuracy.add(
+                            result.stamp_ns,
+                            result.ref_stamp_ns,
+                            T_est,
+                            frame.gt_pose,
+                            frame.gt_position,
+                        )
                         picture = None
                         if frame.ok and self.viz_every > 0 and frame.index % self.viz_every == 0:
                             picture = self._picture(result, frame, reference)
                         if frame.ok and result.is_keyframe:
-                            reference = (result.stamp_ns, frame.image, frame.encoding,
-                                         result.features.keypoints.copy())
+                            reference = (
+                                result.stamp_ns,
+                                frame.image,
+                                frame.encoding,
+                                result.features.keypoints.copy(),
+                            )
                         if bag is not None:
-                            bag.write_frame(result, T_world, picture, frame.gt_pose, latency_ms=total_ms,
-                                            right_frame_id=frame.right_frame_id if self.stereo else None)
+                            bag.write_frame(
+                                result,
+                                T_world,
+                                picture,
+                                frame.gt_pose,
+                                latency_ms=total_ms,
+                                right_frame_id=frame.right_frame_id if self.stereo else None,
+                            )
                         row = self._row(frame, result, total_ms, error)
                         consecutive_errors = 0
                     except DatasetError:
@@ -185,23 +267,33 @@ class Replay:
                     except Exception as exc:  # a failure on one frame: flag it and go on
                         consecutive_errors += 1
                         log.exception("replay failed on frame %d (%s)", frame.index, frame.source)
-                        result = flagged_result(frame, f"replay error: {type(exc).__name__}: {exc}")
+                        result = flagged_result(
+                            frame, f"replay error: {type(exc).__name__}: {exc}"
+                        )
                         row = self._row(frame, result, (time.perf_counter() - t0) * 1e3, None)
                         if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
                             rows.append(row)
                             writer.writerow(row)
-                            raise RuntimeError(f"{MAX_CONSECUTIVE_ERRORS} frames in a row failed, last: "
-                                               f"{type(exc).__name__}: {exc}") from exc
+                            raise RuntimeError(
+                                f"{MAX_CONSECUTIVE_ERRORS} frames in a row failed, last: "
+                                f"{type(exc).__name__}: {exc}"
+                            ) from exc
                     rows.append(row)
                     writer.writerow(row)
                     csv_file.flush()
                     bar.update(1)
-                    bar.set_postfix(kp=row["num_kp"], matches=row["num_matches"], ok=row["ok"], refresh=False)
+                    bar.set_postfix(
+                        kp=row["num_kp"], matches=row["num_matches"], ok=row["ok"], refresh=False
+                    )
             except KeyboardInterrupt:
                 interrupted = True
                 log.warning("interrupted after %d frames: closing the outputs", len(rows))
             except Exception as exc:  # the source failed half-way (or too many frames did)
-                failure = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DatasetError) else str(exc)
+                failure = (
+                    f"{type(exc).__name__}: {exc}"
+                    if not isinstance(exc, DatasetError)
+                    else str(exc)
+                )
                 log.error("replay stopped after %d frames: %s", len(rows), exc)
             finally:
                 bar.close()
@@ -233,36 +325,68 @@ class Replay:
 
     def _picture(self, result: FrameResult, frame: SequenceFrame, reference: Optional[tuple]):
         """Matches against the reference image, or the keypoints alone without one."""
-        from ..ros.conversions import matches_picture, to_display_bgr
+        from ..messages.conversions import matches_picture, to_display_bgr
+
         if reference is not None and result.ref_stamp_ns == reference[0]:
-            picture = matches_picture(result, frame.image, frame.encoding, reference[1], reference[2], reference[3])
+            picture = matches_picture(
+                result, frame.image, frame.encoding, reference[1], reference[2], reference[3]
+            )
         else:
             picture = to_display_bgr(frame.image, frame.encoding)
             for x, y in np.round(result.features.keypoints).astype(int):
                 cv2.circle(picture, (int(x), int(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
         if self.viz_scale != 1.0:
-            picture = cv2.resize(picture, None, fx=self.viz_scale, fy=self.viz_scale, interpolation=cv2.INTER_AREA)
+            picture = cv2.resize(
+                picture, None, fx=self.viz_scale, fy=self.viz_scale, interpolation=cv2.INTER_AREA
+            )
         return np.ascontiguousarray(picture)
 
     def _row(self, frame: SequenceFrame, result: FrameResult, total_ms: float, error) -> dict:
         m, pose = result.metrics, result.pose
-        row = {"index": frame.index, "stamp_ns": int(result.stamp_ns), "stamp_s": f"{result.stamp_ns / 1e9:.9f}",
-               "ok": int(bool(result.ok)), "status": result.status,
-               "ref_stamp_ns": "" if result.ref_stamp_ns is None else int(result.ref_stamp_ns),
-               "is_keyframe": int(bool(result.is_keyframe)), "num_kp": int(m.num_kp),
-               "num_matches": int(m.num_matches), "match_prec": _fmt(m.match_prec),
-               "outlier_prec": _fmt(m.outlier_prec), "inliers": int(m.num_inliers),
-               "pose_valid": int(bool(pose.valid)), "pose_status": pose.status,
-               "tx": "", "ty": "", "tz": "", "rot_deg": "", "frontend_ms": _fmt(result.timings_ms.get("total")),
-               "total_ms": _fmt(total_ms), "source": frame.source}
+        row = {
+            "index": frame.index,
+            "stamp_ns": int(result.stamp_ns),
+            "stamp_s": f"{result.stamp_ns / 1e9:.9f}",
+            "ok": int(bool(result.ok)),
+            "status": result.status,
+            "ref_stamp_ns": "" if result.ref_stamp_ns is None else int(result.ref_stamp_ns),
+            "is_keyframe": int(bool(result.is_keyframe)),
+            "num_kp": int(m.num_kp),
+            "num_matches": int(m.num_matches),
+            "match_prec": _fmt(m.match_prec),
+            "outlier_prec": _fmt(m.outlier_prec),
+            "inliers": int(m.num_inliers),
+            "pose_valid": int(bool(pose.valid)),
+            "pose_status": pose.status,
+            "tx": "",
+            "ty": "",
+            "tz": "",
+            "rot_deg": "",
+            "frontend_ms": _fmt(result.timings_ms.get("total")),
+            "total_ms": _fmt(total_ms),
+            "source": frame.source,
+        }
         if pose.valid:
             t = np.asarray(pose.translation, float).ravel()
-            row.update(tx=_fmt(t[0]), ty=_fmt(t[1]), tz=_fmt(t[2]),
-                       rot_deg=_fmt(math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(pose.rotation) - 1) / 2))))))
+            row.update(
+                tx=_fmt(t[0]),
+                ty=_fmt(t[1]),
+                tz=_fmt(t[2]),
+                rot_deg=_fmt(
+                    math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(pose.rotation) - 1) / 2))))
+                ),
+            )
         for stage in STAGES:
             row[f"ms_{stage}"] = _fmt(result.timings_ms.get(stage))
-        for key in ("rot_err_deg", "t_dir_err_deg", "t_err_m", "t_rel_err", "pose_err_deg", "gt_motion_m",
-                    "gt_rot_deg"):
+        for key in (
+            "rot_err_deg",
+            "t_dir_err_deg",
+            "t_err_m",
+            "t_rel_err",
+            "pose_err_deg",
+            "gt_motion_m",
+            "gt_rot_deg",
+        ):
             row[key] = ""
         if error is not None:
             values = error.as_row()
@@ -276,8 +400,15 @@ class Replay:
 
     # ------------------------------------------------------------------ summary and plots
 
-    def _summary(self, rows: list[dict], accuracy: SequenceAccuracy, elapsed: float, interrupted: bool,
-                 failure: Optional[str], bag) -> dict:
+    def _summary(
+        self,
+        rows: list[dict],
+        accuracy: SequenceAccuracy,
+        elapsed: float,
+        interrupted: bool,
+        failure: Optional[str],
+        bag,
+    ) -> dict:
         def col(key):
             return [float(r[key]) for r in rows if r.get(key) not in ("", None)]
 
@@ -289,8 +420,11 @@ class Replay:
             "frames": len(rows),
             "frames_ok": len(processed),
             "frames_flagged": len(rows) - len(processed),
-            "flagged": [{"index": r["index"], "stamp_ns": r["stamp_ns"], "status": r["status"]}
-                        for r in rows if not r["ok"]][:50],
+            "flagged": [
+                {"index": r["index"], "stamp_ns": r["stamp_ns"], "status": r["status"]}
+                for r in rows
+                if not r["ok"]
+            ][:50],
             "poses_valid": int(sum(r["pose_valid"] for r in rows)),
             "interrupted": interrupted,
             "elapsed_s": elapsed,
@@ -299,11 +433,22 @@ class Replay:
                 "num_kp_mean": float(np.mean(col("num_kp"))) if rows else 0.0,
                 "num_matches_mean": float(np.mean(col("num_matches"))) if rows else 0.0,
                 "inliers_mean": float(np.mean(col("inliers"))) if rows else 0.0,
-                "match_prec_mean": float(np.mean([float(r["match_prec"]) for r in processed
-                                                  if r["match_prec"] != ""])) if processed else 0.0,
-                "outlier_prec_mean": float(np.mean([float(r["outlier_prec"]) for r in processed
-                                                    if r["ref_stamp_ns"] != "" and r["outlier_prec"] != ""]))
-                if any(r["ref_stamp_ns"] != "" for r in processed) else None,
+                "match_prec_mean": float(
+                    np.mean([float(r["match_prec"]) for r in processed if r["match_prec"] != ""])
+                )
+                if processed
+                else 0.0,
+                "outlier_prec_mean": float(
+                    np.mean(
+                        [
+                            float(r["outlier_prec"])
+                            for r in processed
+                            if r["ref_stamp_ns"] != "" and r["outlier_prec"] != ""
+                        ]
+                    )
+                )
+                if any(r["ref_stamp_ns"] != "" for r in processed)
+                else None,
             },
             "latency_ms": {stage: _stats(col(f"ms_{stage}")) for stage in STAGES},
             "outputs": {name: str(self.out / name) for name in OUTPUT_NAMES},
@@ -322,23 +467,44 @@ class Replay:
 
     def _plots(self, rows: list[dict], accuracy: SequenceAccuracy) -> list[str]:
         from . import plots
+
         folder = self.out / "plots"
         made = []
         if rows:
-            made.append(plots.plot_metrics(rows, folder / "metrics.png",
-                                           f"{self.sequence.name}: frontend metrics (red: flagged frames)"))
+            made.append(
+                plots.plot_metrics(
+                    rows,
+                    folder / "metrics.png",
+                    f"{self.sequence.name}: frontend metrics (red: flagged frames)",
+                )
+            )
             made.append(plots.plot_latency(rows, STAGES, folder / "latency.png"))
         est, gt = accuracy.trajectories()
         if len(est):
             note = ""
             if not self.stereo:
-                note = ("mono: step lengths from ground truth" if accuracy.errors or accuracy.gt_positions
-                        else "mono: unit step length (scale unknown)")
+                note = (
+                    "mono: step lengths from ground truth"
+                    if accuracy.errors or accuracy.gt_positions
+                    else "mono: unit step length (scale unknown)"
+                )
             has_gt = np.isfinite(gt).any()
-            made.append(plots.plot_trajectory(est, gt if has_gt else None, self.sequence.world_frame,
-                                              folder / "trajectory.png",
-                                              f"{self.sequence.name}: trajectory seen from above", note))
+            made.append(
+                plots.plot_trajectory(
+                    est,
+                    gt if has_gt else None,
+                    self.sequence.world_frame,
+                    folder / "trajectory.png",
+                    f"{self.sequence.name}: trajectory seen from above",
+                    note,
+                )
+            )
         if accuracy.errors:
-            made.append(plots.plot_error_histograms(self.errors, folder / "errors.png",
-                                                    f"{self.sequence.name}: relative pose errors"))
+            made.append(
+                plots.plot_error_histograms(
+                    self.errors,
+                    folder / "errors.png",
+                    f"{self.sequence.name}: relative pose errors",
+                )
+            )
         return [str(p) for p in made]

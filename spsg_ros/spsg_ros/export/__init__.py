@@ -1,8 +1,7 @@
-"""Exported models: the ONNX I/O contract and sidecars (:mod:`.contract`), the host
-side of the static masked SuperGlue (:mod:`.static_superglue`, numpy only) and
-the exporter (:mod:`.onnx_export`, needs torch + onnx; imported lazily)."""
-from . import contract
-from .contract import ModelContractError, check_superglue_model, check_superpoint_model, read_sidecar
+"""Ascend ATC conversion commands for the exported models (:mod:`.atc`).
 
-__all__ = ["contract", "ModelContractError", "check_superglue_model", "check_superpoint_model",
-           "read_sidecar"]
+The ONNX I/O contract and the exporter live with the networks
+(:mod:`spsg_ros.networks.contract`, :mod:`spsg_ros.networks.onnx_export`), the
+host side of the static SuperGlue with the backends
+(:mod:`spsg_ros.backends.static_superglue`).
+"""

@@ -1,13 +1,16 @@
 """SuperPoint on images: backend dense inference + numpy host post-processing."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import Backend
 from .superpoint_post import superpoint_config
 from .types import Features
+
+if TYPE_CHECKING:  # the backends layer sits above; this is for annotations only
+    from ..backends.base import Backend
 
 
 def to_network_input(images: Sequence[np.ndarray]) -> np.ndarray:

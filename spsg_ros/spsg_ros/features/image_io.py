@@ -1,4 +1,5 @@
 """Reading images for the networks the way upstream match_pairs.py does."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def process_resize(width: int, height: int, resize: Sequence[int]) -> tuple[int,
     return int(resize[0]), int(resize[1])
 
 
-def read_gray(path: str | Path, resize: Sequence[int] = (-1,)) -> tuple[np.ndarray, tuple[float, float]]:
+def read_gray(
+    path: str | Path, resize: Sequence[int] = (-1,)
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Grayscale uint8 image resized with cv2's default interpolation on the uint8
     image, and the (sx, sy) factors that map its pixels back to the original."""
     path = Path(path)

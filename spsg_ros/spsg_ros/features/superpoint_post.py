@@ -7,6 +7,7 @@ bins, cell-to-pixel reshuffle, NMS by max-pooling, threshold, border removal,
 top-k, and bilinear descriptor sampling (torch ``grid_sample`` with
 ``align_corners=True`` and zero padding).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -14,34 +15,8 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from ..config import check, is_int, is_number, merge_config
+from ..networks.config import CELL, SUPERPOINT_DEFAULTS, superpoint_config  # noqa: F401
 from .types import Features
-
-CELL = 8
-
-SUPERPOINT_DEFAULTS: dict[str, Any] = {
-    "descriptor_dim": 256,
-    "nms_radius": 4,
-    "keypoint_threshold": 0.005,
-    "max_keypoints": -1,
-    "remove_borders": 4,
-}
-
-
-def superpoint_config(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merged and validated SuperPoint configuration."""
-    cfg = merge_config(SUPERPOINT_DEFAULTS, user, "superpoint")
-    check("superpoint", "descriptor_dim", cfg["descriptor_dim"], lambda v: is_int(v) and v > 0,
-          "a positive integer")
-    check("superpoint", "nms_radius", cfg["nms_radius"], lambda v: is_int(v) and v >= 0,
-          "an integer >= 0")
-    check("superpoint", "keypoint_threshold", cfg["keypoint_threshold"],
-          lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-    check("superpoint", "max_keypoints", cfg["max_keypoints"], lambda v: is_int(v) and v >= -1,
-          "-1 (no limit) or an integer >= 0")
-    check("superpoint", "remove_borders", cfg["remove_borders"], lambda v: is_int(v) and v >= 0,
-          "an integer >= 0")
-    return cfg
 
 
 def detector_scores(semi: np.ndarray) -> np.ndarray:
@@ -75,14 +50,16 @@ def simple_nms(scores: np.ndarray, radius: int) -> np.ndarray:
     return np.where(keep, scores, zeros)
 
 
-def select_keypoints(scores: np.ndarray, threshold: float, border: int,
-                     max_keypoints: int) -> tuple[np.ndarray, np.ndarray]:
+def select_keypoints(
+    scores: np.ndarray, threshold: float, border: int, max_keypoints: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) and scores of the kept keypoints from an NMS'd score map."""
     height, width = scores.shape
     # compare in float32, as torch does for a float32 tensor against a Python float
     rows, cols = np.nonzero(scores > np.float32(threshold))
-    inside = ((rows >= border) & (rows < height - border)
-              & (cols >= border) & (cols < width - border))
+    inside = (
+        (rows >= border) & (rows < height - border) & (cols >= border) & (cols < width - border)
+    )
     rows, cols = rows[inside], cols[inside]
     values = scores[rows, cols]
     if 0 <= max_keypoints < values.shape[0]:
@@ -114,8 +91,12 @@ def sample_descriptors(keypoints: np.ndarray, raw_descriptors: np.ndarray) -> np
     fx = ix - x0
     fy = iy - y0
     out = np.zeros((n, dim), np.float32)
-    for dy, dx, weight in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
-                           (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+    for dy, dx, weight in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (0, 1, fx * (1 - fy)),
+        (1, 0, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
         xs, ys = x0 + dx, y0 + dy
         valid = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)  # zero padding outside
         corner = raw_descriptors[:, np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)].T
@@ -125,8 +106,12 @@ def sample_descriptors(keypoints: np.ndarray, raw_descriptors: np.ndarray) -> np
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
-def postprocess(semi: np.ndarray, raw_descriptors: np.ndarray,
-                config: Mapping[str, Any], image_size: tuple[int, int] | None = None) -> Features:
+def postprocess(
+    semi: np.ndarray,
+    raw_descriptors: np.ndarray,
+    config: Mapping[str, Any],
+    image_size: tuple[int, int] | None = None,
+) -> Features:
     """Keypoints, scores and descriptors of one image from the dense network outputs.
 
     ``semi`` (65, h, w) logits, ``raw_descriptors`` (D, h, w) before normalisation;
@@ -139,9 +124,17 @@ def postprocess(semi: np.ndarray, raw_descriptors: np.ndarray,
     if h == 0 or w == 0:  # input smaller than one 8x8 cell: nothing to detect
         return Features.empty(image_size, raw_descriptors.shape[0])
     scores = simple_nms(detector_scores(semi), int(config["nms_radius"]))
-    rc, values = select_keypoints(scores, config["keypoint_threshold"],
-                                  int(config["remove_borders"]), int(config["max_keypoints"]))
+    rc, values = select_keypoints(
+        scores,
+        config["keypoint_threshold"],
+        int(config["remove_borders"]),
+        int(config["max_keypoints"]),
+    )
     keypoints = rc[:, ::-1].astype(np.float32)  # (row, col) -> (x, y)
     descriptors = sample_descriptors(keypoints, np.asarray(raw_descriptors, np.float32))
-    return Features(np.ascontiguousarray(keypoints), values, descriptors,
-                    (int(image_size[0]), int(image_size[1])))
+    return Features(
+        np.ascontiguousarray(keypoints),
+        values,
+        descriptors,
+        (int(image_size[0]), int(image_size[1])),
+    )

@@ -1,4 +1,5 @@
 """Per-image SuperPoint output, in the upstream layout."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,10 +27,15 @@ class Features:
 
     @classmethod
     def empty(cls, image_size: tuple[int, int], descriptor_dim: int = 256) -> "Features":
-        return cls(np.zeros((0, 2), np.float32), np.zeros((0,), np.float32),
-                   np.zeros((descriptor_dim, 0), np.float32), tuple(image_size))
+        return cls(
+            np.zeros((0, 2), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((descriptor_dim, 0), np.float32),
+            tuple(image_size),
+        )
 
     def subset(self, index: np.ndarray) -> "Features":
         """Features restricted to ``index`` (kept in the given order)."""
-        return Features(self.keypoints[index], self.scores[index],
-                        self.descriptors[:, index], self.image_size)
+        return Features(
+            self.keypoints[index], self.scores[index], self.descriptors[:, index], self.image_size
+        )

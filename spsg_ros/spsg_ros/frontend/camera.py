@@ -6,6 +6,7 @@ Stereo calibration is looked up in this order:
    convention ``P[0, 3] = -fx * baseline``): intrinsics from each P, no distortion;
 3. a ``baseline`` (rectified): each camera's K and D, right camera at +x.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,17 +41,29 @@ class StereoCalibration:
     baseline: float
 
 
-def camera_info_from_config(camera: Optional[Mapping[str, Any]], width: int,
-                            height: int) -> Optional[CameraInfo]:
+def camera_info_from_config(
+    camera: Optional[Mapping[str, Any]], width: int, height: int
+) -> Optional[CameraInfo]:
     if camera is None:
         return None
-    return CameraInfo(K=camera_matrix(camera), width=width, height=height,
-                      D=np.asarray(camera["distortion"], np.float64), baseline=camera["baseline"])
+    return CameraInfo(
+        K=camera_matrix(camera),
+        width=width,
+        height=height,
+        D=np.asarray(camera["distortion"], np.float64),
+        baseline=camera["baseline"],
+    )
 
 
 def _check_K(K: Any, what: str) -> np.ndarray:
     K = np.asarray(K, np.float64) if K is not None else None
-    if K is None or K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+    if (
+        K is None
+        or K.shape != (3, 3)
+        or not np.all(np.isfinite(K))
+        or K[0, 0] <= 0
+        or K[1, 1] <= 0
+    ):
         raise CalibrationError(f"{what} is not a valid camera matrix (3x3, fx, fy > 0)")
     return K
 
@@ -64,8 +77,9 @@ def _resized_K(K: np.ndarray, info: CameraInfo, width: int, height: int) -> np.n
     return S @ K
 
 
-def intrinsics(info: Optional[CameraInfo], width: int, height: int,
-               use_projection: bool = False) -> Optional[Intrinsics]:
+def intrinsics(
+    info: Optional[CameraInfo], width: int, height: int, use_projection: bool = False
+) -> Optional[Intrinsics]:
     """K and D of a camera for an image of the given size; None without CameraInfo."""
     if info is None:
         return None
@@ -88,28 +102,44 @@ def _rectified_P(info: Optional[CameraInfo]) -> bool:
     return P.size == 12 and np.all(np.isfinite(P)) and P.reshape(3, 4)[0, 3] != 0
 
 
-def stereo_calibration(left: Optional[CameraInfo], right: Optional[CameraInfo], width: int,
-                       height: int) -> Optional[StereoCalibration]:
+def stereo_calibration(
+    left: Optional[CameraInfo], right: Optional[CameraInfo], width: int, height: int
+) -> Optional[StereoCalibration]:
     """Stereo calibration from the two CameraInfos; None when no extrinsics are known."""
     if left is None:
         return None
     right = right if right is not None else left
-    T = next((np.asarray(i.T_right_left, np.float64) for i in (right, left)
-              if i.T_right_left is not None), None)
+    T = next(
+        (
+            np.asarray(i.T_right_left, np.float64)
+            for i in (right, left)
+            if i.T_right_left is not None
+        ),
+        None,
+    )
     if T is not None:
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise CalibrationError("CameraInfo.T_right_left is not a finite 4x4 matrix")
         baseline = float(np.linalg.norm(T[:3, 3]))
-        return StereoCalibration(intrinsics(left, width, height), intrinsics(right, width, height), T, baseline)
+        return StereoCalibration(
+            intrinsics(left, width, height), intrinsics(right, width, height), T, baseline
+        )
     if _rectified_P(right):
         P_right = np.asarray(right.P, np.float64).reshape(3, 4)
         baseline = baseline_from_projection(P_right)
         use_left_P = left.P is not None and np.asarray(left.P).size == 12
-        return StereoCalibration(intrinsics(left, width, height, use_projection=use_left_P),
-                                 intrinsics(right, width, height, use_projection=True),
-                                 rectified_extrinsics(baseline), abs(baseline))
+        return StereoCalibration(
+            intrinsics(left, width, height, use_projection=use_left_P),
+            intrinsics(right, width, height, use_projection=True),
+            rectified_extrinsics(baseline),
+            abs(baseline),
+        )
     baseline = next((i.baseline for i in (right, left) if i.baseline), None)
     if baseline is not None:
-        return StereoCalibration(intrinsics(left, width, height), intrinsics(right, width, height),
-                                 rectified_extrinsics(float(baseline)), abs(float(baseline)))
+        return StereoCalibration(
+            intrinsics(left, width, height),
+            intrinsics(right, width, height),
+            rectified_extrinsics(float(baseline)),
+            abs(float(baseline)),
+        )
     return None

@@ -1,8 +1,14 @@
 """Frontend configuration: defaults, YAML/dict loading and validation.
 
-Every mistake fails at construction with a :class:`~spsg_ros.config.ConfigError`
-naming the parameter (``frontend.pose.min_matches = -1: expected ...``).
+The values users set (max_keypoints, resize, min_matches ...) take their
+defaults and ranges from the one parameter schema, :mod:`spsg_ros.parameters`
+(entries with a ``config_path``); :data:`DEFAULT_CONFIG` holds only the internal
+settings besides them. A ROS 2 parameter file of the node is a valid
+configuration too. Every mistake fails at construction with a
+:class:`~spsg_ros.config.ConfigError` naming the parameter
+(``frontend.pose.min_matches = -1: expected ...``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -10,58 +16,63 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from .. import parameters as schema
 from ..config import ConfigError, check, is_int, is_number, merge_config
 from ..features.superpoint_post import superpoint_config
 from ..matching.nearest_neighbor import nn_config
 from ..matching.superglue_post import superglue_config
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    # inference backend, passed to spsg_ros.backends.create_backend
-    "backend": {
-        "name": "auto",                       # fastest installed; "torch" is the reference
-        "superpoint_weights": "superpoint",   # path or upstream short name
-        "superglue_weights": "indoor",        # path, "indoor" or "outdoor"
-        "weights_dir": None,
-        "device": "cpu",
-        "options": {},                        # further backend-specific keyword arguments
-    },
-    "superpoint": {"max_keypoints": 1024},    # features.superpoint_post.SUPERPOINT_DEFAULTS keys
-    "superglue": {},                          # matching.superglue_post.SUPERGLUE_DEFAULTS keys
-    "matcher": "superglue",                   # superglue | nn
-    "nn": {"ratio": 0.7, "mutual": True},     # mutual nearest neighbour + Lowe ratio
-    "pair_with": "previous",                  # previous | keyframe
-    "keyframe_min_tracked": 0.5,              # new keyframe when matched share of its keypoints < this
+# Internal settings; the user-facing ones (backend, weights, max_keypoints, matcher,
+# resize, min_matches ...) are merged in from the parameter schema below.
+_INTERNAL_DEFAULTS: dict[str, Any] = {
+    "backend": {"options": {}},  # further backend-specific keyword arguments
+    "superpoint": {},  # schema: max_keypoints, nms_radius, ...
+    "superglue": {},  # schema: match_threshold, sinkhorn_iterations
+    "nn": {"mutual": True},  # mutual nearest neighbour + Lowe ratio (schema)
     "preprocess": {
-        "resize": [-1],           # [-1] keep, [N] longest side N, [W, H] exact size
         "interpolation": "area",  # area | linear | cubic | nearest
-        "clahe": False,           # contrast-limited histogram equalisation (low-contrast scenes)
         "clahe_clip_limit": 2.0,
         "clahe_tile_grid": 8,
-        "undistort": "points",    # none | points (undistort keypoints) | image (remap the image)
-        "mono16": "scale",        # scale (v / 257) | minmax (per-image stretch) | shift (v >> 8)
+        "mono16": "scale",  # scale (v / 257) | minmax (per-image stretch) | shift (v >> 8)
     },
     "pose": {
-        "min_matches": 8,               # fewer matches (or 3D-2D pairs): no pose
-        "essential_method": "usac_accurate",  # usac_accurate | magsac | ransac (upstream eval) | lmeds
-        "ransac_threshold_px": 1.0,     # essential RANSAC threshold (divided by the mean focal)
+        # usac_accurate | magsac | ransac (upstream eval) | lmeds
+        "essential_method": "usac_accurate",
         "ransac_confidence": 0.99999,
         "ransac_max_iters": 1000,
-        "min_parallax_px": 0.5,         # median rotation-compensated flow below: degenerate motion
-        "pnp_threshold_px": 2.0,        # PnP RANSAC reprojection threshold
         "pnp_confidence": 0.999,
         "pnp_max_iters": 1000,
-        "stereo_max_reprojection_px": 2.0,  # left-right matches worse than this are not triangulated
-        "stereo_min_disparity_px": 1.0,     # nearer than f * baseline / this only
+        # left-right matches worse than this are not triangulated
+        "stereo_max_reprojection_px": 2.0,
+        "stereo_min_disparity_px": 1.0,  # nearer than f * baseline / this only
     },
     # fallback intrinsics for frames without CameraInfo: None or
     # {fx, fy, cx, cy, distortion: [...], baseline: metres or None}
     "camera": None,
-    "f_rej_th": 5.0,                # SPEC section 4 outlier threshold (px from the epipolar line)
     "f_ransac_confidence": 0.99,
 }
 
-CAMERA_DEFAULTS: dict[str, Any] = {"fx": None, "fy": None, "cx": None, "cy": None,
-                                   "distortion": [], "baseline": None}
+
+def _with_schema_defaults(internal: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(internal))
+    for key, value in schema.frontend_defaults().items():
+        if isinstance(value, dict):
+            merged[key] = dict(merged.get(key) or {}, **value)
+        else:
+            merged[key] = value
+    return merged
+
+
+DEFAULT_CONFIG: dict[str, Any] = _with_schema_defaults(_INTERNAL_DEFAULTS)
+
+CAMERA_DEFAULTS: dict[str, Any] = {
+    "fx": None,
+    "fy": None,
+    "cx": None,
+    "cy": None,
+    "distortion": [],
+    "baseline": None,
+}
 
 ConfigSource = Union[None, str, os.PathLike, Mapping[str, Any]]
 
@@ -82,6 +93,7 @@ def load_config(source: ConfigSource = None) -> dict[str, Any]:
 
 def _read_yaml(path: Path) -> Mapping[str, Any]:
     import yaml
+
     if not path.is_file():
         raise ConfigError(f"frontend config file not found: {path}")
     try:
@@ -89,9 +101,18 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of frontend parameters, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of frontend parameters, got {type(data).__name__}"
+        )
     if set(data) == {"frontend"} and isinstance(data["frontend"], Mapping):
         data = data["frontend"]
+    elif schema.is_params_file_data(data):  # a node parameter file (config/<mode>.yaml)
+        try:
+            data = schema.frontend_config_from_params(
+                schema.params_of_node(data, str(path)), str(path)
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return data
 
 
@@ -111,12 +132,30 @@ def validate(user: Mapping[str, Any]) -> dict[str, Any]:
     cfg = merge_config(DEFAULT_CONFIG, user, "frontend")
     cfg = copy.deepcopy(cfg)
 
-    backend = merge_config(DEFAULT_CONFIG["backend"], _section(user, "backend"), "frontend.backend")
-    check("frontend.backend", "name", backend["name"], lambda v: isinstance(v, str) and v, "a backend name")
-    check("frontend.backend", "device", backend["device"], lambda v: isinstance(v, str) and v,
-          "a device string such as cpu or cuda:0")
-    check("frontend.backend", "options", backend["options"], lambda v: isinstance(v, Mapping),
-          "a mapping of backend keyword arguments")
+    backend = merge_config(
+        DEFAULT_CONFIG["backend"], _section(user, "backend"), "frontend.backend"
+    )
+    check(
+        "frontend.backend",
+        "name",
+        backend["name"],
+        lambda v: isinstance(v, str) and v,
+        "a backend name",
+    )
+    check(
+        "frontend.backend",
+        "device",
+        backend["device"],
+        lambda v: isinstance(v, str) and v,
+        "a device string such as cpu or cuda:0",
+    )
+    check(
+        "frontend.backend",
+        "options",
+        backend["options"],
+        lambda v: isinstance(v, Mapping),
+        "a mapping of backend keyword arguments",
+    )
     cfg["backend"] = dict(backend, options=dict(backend["options"]))
 
     sp_user = dict(DEFAULT_CONFIG["superpoint"], **_section(user, "superpoint"))
@@ -124,19 +163,79 @@ def validate(user: Mapping[str, Any]) -> dict[str, Any]:
     cfg["superglue"] = _named(superglue_config, _section(user, "superglue"))
     cfg["nn"] = _named(nn_config, _section(user, "nn"))
 
-    check("frontend", "matcher", cfg["matcher"], lambda v: v in ("superglue", "nn"), "'superglue' or 'nn'")
-    check("frontend", "pair_with", cfg["pair_with"], lambda v: v in ("previous", "keyframe"),
-          "'previous' or 'keyframe'")
-    check("frontend", "keyframe_min_tracked", cfg["keyframe_min_tracked"],
-          lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
-    check("frontend", "f_rej_th", cfg["f_rej_th"], lambda v: is_number(v) and v > 0, "a positive number (px)")
-    check("frontend", "f_ransac_confidence", cfg["f_ransac_confidence"],
-          lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)")
+    check(
+        "frontend",
+        "matcher",
+        cfg["matcher"],
+        lambda v: v in ("superglue", "nn"),
+        "'superglue' or 'nn'",
+    )
+    check(
+        "frontend",
+        "pair_with",
+        cfg["pair_with"],
+        lambda v: v in ("previous", "keyframe"),
+        "'previous' or 'keyframe'",
+    )
+    check(
+        "frontend",
+        "keyframe_min_tracked",
+        cfg["keyframe_min_tracked"],
+        lambda v: is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    )
+    check(
+        "frontend",
+        "f_rej_th",
+        cfg["f_rej_th"],
+        lambda v: is_number(v) and v > 0,
+        "a positive number (px)",
+    )
+    check(
+        "frontend",
+        "f_ransac_confidence",
+        cfg["f_ransac_confidence"],
+        lambda v: is_number(v) and 0 < v < 1,
+        "a number in (0, 1)",
+    )
 
     cfg["preprocess"] = _preprocess(_section(user, "preprocess"))
     cfg["pose"] = _pose(_section(user, "pose"))
     cfg["camera"] = None if user.get("camera") is None else _camera(_section(user, "camera"))
+    _check_schema_ranges(cfg)
     return cfg
+
+
+def _check_schema_ranges(cfg: Mapping[str, Any]) -> None:
+    """The schema's ranges and choices, so that the frontend and the node agree."""
+    for spec in schema.PARAMETERS:
+        if spec.config_path is None:
+            continue
+        value = cfg
+        for key in spec.config_path:
+            value = value[key]
+        if value is None and spec.empty_is_none:
+            continue
+        if spec.kind == "double" and is_number(value):
+            value = float(value)
+        elif spec.kind == "string" and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        reason = schema.validate_value(spec, value)
+        if reason:
+            where = "frontend." + ".".join(spec.config_path)
+            raise ConfigError(f"{where}: {reason}")
+
+
+def check_parameters(values: Mapping[str, Any]) -> Optional[str]:
+    """None when node parameter ``values`` make a valid configuration, else the reason."""
+    reason = schema.validate_values(values)
+    if reason:
+        return reason
+    try:
+        validate(schema.frontend_config(values))
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _named(builder, user: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,37 +252,89 @@ def _preprocess(user: Mapping[str, Any]) -> dict[str, Any]:
     resize = cfg["resize"]
     if is_int(resize):
         resize = [resize]
-    check(section, "resize", resize,
-          lambda v: (isinstance(v, (list, tuple)) and len(v) in (1, 2) and all(is_int(x) for x in v)
-                     and (list(v) in ([-1], [-1, -1]) or all(x > 0 for x in v))),
-          "[-1] (keep), [N] (longest side, N > 0) or [W, H] (both > 0)")
+    check(
+        section,
+        "resize",
+        resize,
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and len(v) in (1, 2)
+            and all(is_int(x) for x in v)
+            and (list(v) in ([-1], [-1, -1]) or all(x > 0 for x in v))
+        ),
+        "[-1] (keep), [N] (longest side, N > 0) or [W, H] (both > 0)",
+    )
     cfg["resize"] = list(resize)
-    check(section, "interpolation", cfg["interpolation"],
-          lambda v: v in ("area", "linear", "cubic", "nearest"), "area, linear, cubic or nearest")
+    check(
+        section,
+        "interpolation",
+        cfg["interpolation"],
+        lambda v: v in ("area", "linear", "cubic", "nearest"),
+        "area, linear, cubic or nearest",
+    )
     check(section, "clahe", cfg["clahe"], lambda v: isinstance(v, bool), "true or false")
-    check(section, "clahe_clip_limit", cfg["clahe_clip_limit"], lambda v: is_number(v) and v > 0,
-          "a positive number")
-    check(section, "clahe_tile_grid", cfg["clahe_tile_grid"], lambda v: is_int(v) and v > 0,
-          "a positive integer")
-    check(section, "undistort", cfg["undistort"], lambda v: v in ("none", "points", "image"),
-          "none, points or image")
-    check(section, "mono16", cfg["mono16"], lambda v: v in ("scale", "minmax", "shift"),
-          "scale, minmax or shift")
+    check(
+        section,
+        "clahe_clip_limit",
+        cfg["clahe_clip_limit"],
+        lambda v: is_number(v) and v > 0,
+        "a positive number",
+    )
+    check(
+        section,
+        "clahe_tile_grid",
+        cfg["clahe_tile_grid"],
+        lambda v: is_int(v) and v > 0,
+        "a positive integer",
+    )
+    check(
+        section,
+        "undistort",
+        cfg["undistort"],
+        lambda v: v in ("none", "points", "image"),
+        "none, points or image",
+    )
+    check(
+        section,
+        "mono16",
+        cfg["mono16"],
+        lambda v: v in ("scale", "minmax", "shift"),
+        "scale, minmax or shift",
+    )
     return cfg
 
 
 def _pose(user: Mapping[str, Any]) -> dict[str, Any]:
     section = "frontend.pose"
     cfg = merge_config(DEFAULT_CONFIG["pose"], user, section)
-    check(section, "min_matches", cfg["min_matches"], lambda v: is_int(v) and v >= 6,
-          "an integer >= 6 (PnP RANSAC needs 6 points, the essential matrix 5)")
-    check(section, "essential_method", cfg["essential_method"],
-          lambda v: v in ("usac_accurate", "magsac", "ransac", "lmeds"), "usac_accurate, magsac, ransac or lmeds")
-    for key in ("ransac_threshold_px", "pnp_threshold_px", "stereo_max_reprojection_px",
-                "stereo_min_disparity_px"):
+    check(
+        section,
+        "min_matches",
+        cfg["min_matches"],
+        lambda v: is_int(v) and v >= 6,
+        "an integer >= 6 (PnP RANSAC needs 6 points, the essential matrix 5)",
+    )
+    check(
+        section,
+        "essential_method",
+        cfg["essential_method"],
+        lambda v: v in ("usac_accurate", "magsac", "ransac", "lmeds"),
+        "usac_accurate, magsac, ransac or lmeds",
+    )
+    for key in (
+        "ransac_threshold_px",
+        "pnp_threshold_px",
+        "stereo_max_reprojection_px",
+        "stereo_min_disparity_px",
+    ):
         check(section, key, cfg[key], lambda v: is_number(v) and v > 0, "a positive number (px)")
-    check(section, "min_parallax_px", cfg["min_parallax_px"], lambda v: is_number(v) and v >= 0,
-          "a number >= 0 (px)")
+    check(
+        section,
+        "min_parallax_px",
+        cfg["min_parallax_px"],
+        lambda v: is_number(v) and v >= 0,
+        "a number >= 0 (px)",
+    )
     for key in ("ransac_confidence", "pnp_confidence"):
         check(section, key, cfg[key], lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)")
     for key in ("ransac_max_iters", "pnp_max_iters"):
@@ -195,14 +346,33 @@ def _camera(user: Mapping[str, Any]) -> dict[str, Any]:
     section = "frontend.camera"
     cfg = merge_config(CAMERA_DEFAULTS, user, section)
     for key in ("fx", "fy"):
-        check(section, key, cfg[key], lambda v: is_number(v) and v > 0, "a positive focal length (px)")
+        check(
+            section,
+            key,
+            cfg[key],
+            lambda v: is_number(v) and v > 0,
+            "a positive focal length (px)",
+        )
     for key in ("cx", "cy"):
         check(section, key, cfg[key], is_number, "a principal point coordinate (px)")
-    check(section, "distortion", cfg["distortion"],
-          lambda v: isinstance(v, (list, tuple)) and len(v) in (0, 4, 5, 8, 12, 14)
-          and all(is_number(x) for x in v), "a list of 0, 4, 5, 8, 12 or 14 numbers (OpenCV order)")
-    check(section, "baseline", cfg["baseline"], lambda v: v is None or (is_number(v) and v > 0),
-          "null or a positive number (metres)")
+    check(
+        section,
+        "distortion",
+        cfg["distortion"],
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and len(v) in (0, 4, 5, 8, 12, 14)
+            and all(is_number(x) for x in v)
+        ),
+        "a list of 0, 4, 5, 8, 12 or 14 numbers (OpenCV order)",
+    )
+    check(
+        section,
+        "baseline",
+        cfg["baseline"],
+        lambda v: v is None or (is_number(v) and v > 0),
+        "null or a positive number (metres)",
+    )
     cfg["distortion"] = [float(x) for x in cfg["distortion"]]
     return cfg
 
@@ -210,7 +380,10 @@ def _camera(user: Mapping[str, Any]) -> dict[str, Any]:
 def camera_matrix(camera: Optional[Mapping[str, Any]]):
     """3x3 K of a validated ``camera`` section (None passes through)."""
     import numpy as np
+
     if camera is None:
         return None
-    return np.array([[camera["fx"], 0.0, camera["cx"]], [0.0, camera["fy"], camera["cy"]],
-                     [0.0, 0.0, 1.0]], np.float64)
+    return np.array(
+        [[camera["fx"], 0.0, camera["cx"]], [0.0, camera["fy"], camera["cy"]], [0.0, 0.0, 1.0]],
+        np.float64,
+    )

@@ -9,6 +9,7 @@
   image pixels. With fewer than 8 matches no fundamental matrix can be
   estimated and every match counts as an outlier (none can be verified).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -19,8 +20,9 @@ from ..geometry.epipolar import epipolar_line_distance, fundamental_ransac
 from .types import FrameMetrics
 
 
-def epipolar_outliers(ref_points: np.ndarray, cur_points: np.ndarray, f_rej_th: float,
-                      confidence: float = 0.99) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def epipolar_outliers(
+    ref_points: np.ndarray, cur_points: np.ndarray, f_rej_th: float, confidence: float = 0.99
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(outlier mask over the matches, fundamental matrix or None)."""
     n = len(ref_points)
     F = fundamental_ransac(ref_points, cur_points, f_rej_th, confidence)
@@ -29,8 +31,14 @@ def epipolar_outliers(ref_points: np.ndarray, cur_points: np.ndarray, f_rej_th: 
     return epipolar_line_distance(F, ref_points, cur_points) > f_rej_th, F
 
 
-def frame_metrics(num_kp: int, ref_points: np.ndarray, cur_points: np.ndarray, f_rej_th: float,
-                  confidence: float = 0.99, num_inliers: int = 0) -> tuple[FrameMetrics, np.ndarray]:
+def frame_metrics(
+    num_kp: int,
+    ref_points: np.ndarray,
+    cur_points: np.ndarray,
+    f_rej_th: float,
+    confidence: float = 0.99,
+    num_inliers: int = 0,
+) -> tuple[FrameMetrics, np.ndarray]:
     """Metrics of one frame from its keypoint count and the matched point pairs
     (pixels, reference and current); also returns the outlier mask."""
     num_matches = int(len(cur_points))

@@ -5,6 +5,7 @@ Each image goes through SuperPoint exactly once; the reference frame's features
 ``process`` never raises: unusable input gives a FrameResult with ``ok=False``
 and ``status`` saying why.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,11 +37,11 @@ class View:
 
     stamp_ns: int
     frame_id: str
-    size: tuple[int, int]                 # (W, H) original
-    features: Features                    # network-image coordinates (what the matcher sees)
-    keypoints: np.ndarray                 # (N, 2) original-image pixels
+    size: tuple[int, int]  # (W, H) original
+    features: Features  # network-image coordinates (what the matcher sees)
+    keypoints: np.ndarray  # (N, 2) original-image pixels
     intrinsics: Optional[cam.Intrinsics]
-    normalized: Optional[np.ndarray]      # (N, 2) K^-1 p undistorted, None without intrinsics
+    normalized: Optional[np.ndarray]  # (N, 2) K^-1 p undistorted, None without intrinsics
     points3d: Optional[np.ndarray] = None  # (N, 3) left-camera points (NaN: none), stereo only
 
     def reported_features(self) -> Features:
@@ -74,15 +75,23 @@ class Frontend:
         self._last_stamp_ns: Optional[int] = None  # newest frame seen, to notice time going back
 
     def _create_backend(self) -> Backend:
+        from ..backends.base import backend_option_names
+
         b = self.config["backend"]
         options = dict(b["options"])
-        if b["name"] == "torch" and self.config["matcher"] == "nn":
-            options.setdefault("load_superglue", False)  # NN matching needs no SuperGlue weights
-        return create_backend(b["name"], superpoint_weights=b["superpoint_weights"],
-                              superglue_weights=b["superglue_weights"],
-                              superpoint_config=self.config["superpoint"],
-                              superglue_config=self.config["superglue"],
-                              weights_dir=b["weights_dir"], device=b["device"], **options)
+        takes = backend_option_names(b["name"])  # None: any (auto hands it on to its candidates)
+        if self.config["matcher"] == "nn" and (takes is None or "load_superglue" in takes):
+            options.setdefault("load_superglue", False)  # NN matching needs no SuperGlue model
+        return create_backend(
+            b["name"],
+            superpoint_weights=b["superpoint_weights"],
+            superglue_weights=b["superglue_weights"],
+            superpoint_config=self.config["superpoint"],
+            superglue_config=self.config["superglue"],
+            weights_dir=b["weights_dir"],
+            device=b["device"],
+            **options,
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -97,12 +106,12 @@ class Frontend:
 
     def process(self, frame: Frame) -> FrameResult:
         """Mono: features of ``frame``, matches and relative pose against the reference."""
-        return self._guarded(frame, lambda timings: self._process(frame, None, timings))
+        return self._guarded(frame, lambda timings: self._process_mono(frame, timings))
 
     def process_stereo(self, left: Frame, right: Frame) -> FrameResult:
         """Stereo: left and right in one batched SuperPoint call, left-right matches
         triangulated, metric pose of the left camera by PnP against the reference."""
-        return self._guarded(left, lambda timings: self._process(left, right, timings))
+        return self._guarded(left, lambda timings: self._process_stereo(left, right, timings))
 
     def close(self) -> None:
         if self._owns_backend:
@@ -146,100 +155,186 @@ class Frontend:
             return frame.camera_info
         return cam.camera_info_from_config(self.config["camera"], width, height)
 
-    def _view(self, frame: Frame, prepared: Prepared, features: Features,
-              intr: Optional[cam.Intrinsics]) -> View:
+    def _view(
+        self, frame: Frame, prepared: Prepared, features: Features, intr: Optional[cam.Intrinsics]
+    ) -> View:
         keypoints = to_original(features.keypoints, prepared)
         normalized = None
         if intr is not None:
-            normalized = normalized_points(features.keypoints, prepared, intr.K, intr.D,
-                                           self.config["preprocess"]["undistort"])
-        return View(int(frame.stamp_ns), str(frame.frame_id), prepared.original_size, features,
-                    keypoints, intr, normalized)
+            normalized = normalized_points(
+                features.keypoints,
+                prepared,
+                intr.K,
+                intr.D,
+                self.config["preprocess"]["undistort"],
+            )
+        return View(
+            int(frame.stamp_ns),
+            str(frame.frame_id),
+            prepared.original_size,
+            features,
+            keypoints,
+            intr,
+            normalized,
+        )
 
-    def _process(self, frame: Frame, right: Optional[Frame], timings: dict[str, float]) -> FrameResult:
+    def _process_mono(self, frame: Frame, timings: dict[str, float]) -> FrameResult:
+        # 1. Image to the network's grey input (resize, CLAHE, undistortion); intrinsics.
         t = time.perf_counter()
-        warnings: list[str] = []
-        mode = "mono" if right is None else "stereo"
         gray, intr = self._prepare(frame)
-        calib = None
-        if right is not None:
-            gray_r, _ = self._prepare(right)
-            if gray_r.shape != gray.shape:
-                raise FrameError(f"left {gray.shape[1]}x{gray.shape[0]} and right "
-                                 f"{gray_r.shape[1]}x{gray_r.shape[0]} images differ in size")
-            height, width = gray.shape
-            calib = cam.stereo_calibration(self._camera_info(frame, width, height),
-                                           right.camera_info or self._camera_info(frame, width, height),
-                                           width, height)
-            if calib is not None:
-                intr = calib.left
-            else:
-                warnings.append("no stereo calibration (T_right_left, rectified P or baseline): "
-                                "no triangulation, no metric pose")
-        prepared = self.preprocessor(gray, *(intr.K, intr.D) if intr else (None, None))
-        prepared_r = None
-        if right is not None:
-            r_intr = calib.right if calib else None
-            prepared_r = self.preprocessor(gray_r, *(r_intr.K, r_intr.D) if r_intr else (None, None))
+        prepared = self._preprocess(gray, intr)
         timings["preprocess"] = _ms(t)
-
+        # 2. SuperPoint: keypoints, scores, descriptors (in input pixels for the outputs).
         t = time.perf_counter()
-        images = [prepared.image] + ([prepared_r.image] if prepared_r is not None else [])
-        features = self.extractor.extract_batch(images)
+        (features,) = self.extractor.extract_batch([prepared.image])
         timings["superpoint"] = _ms(t)
-
-        view = self._view(frame, prepared, features[0], intr)
-        right_view = (self._view(right, prepared_r, features[1], calib.right if calib else None)
-                      if right is not None else None)
-
-        reset_reason = self._reset_reason(view, mode)
-        self._last_stamp_ns = view.stamp_ns
-        if reset_reason is not None:
-            warnings.append(reset_reason)
-            log.warning("%s", reset_reason)
-            self.reset()
-        ref = self._ref
-
+        view = self._view(frame, prepared, features, intr)
+        # 3. The reference to pair with (none after a reset: size, mode or time changed).
+        ref, warnings, reset = self._reference_for(view, "mono")
+        # 4. Matches with the reference (SuperGlue or mutual nearest neighbour).
         t = time.perf_counter()
-        stereo_matches = None
-        if right_view is not None:
-            stereo_matches = self.matcher(view.features, right_view.features)
         matches = self.matcher(view.features, ref.features) if ref is not None else None
         timings["match"] = _ms(t)
-
+        # 5. Relative pose from the essential matrix (translation up to scale).
         t = time.perf_counter()
-        if right_view is not None and calib is not None:
-            view.points3d = triangulate_stereo(view, right_view, stereo_matches, calib, self.config["pose"])
-        result = FrameResult(stamp_ns=view.stamp_ns, frame_id=view.frame_id, image_size=view.size,
-                             features=view.reported_features(), warnings=warnings,
-                             pairing_reset=reset_reason is not None)
-        if right_view is not None:
-            result.right_features = right_view.reported_features()
-            result.stereo_matches = stereo_matches
-        if ref is not None:
-            result.ref_stamp_ns, result.ref_frame_id, result.matches = ref.stamp_ns, ref.frame_id, matches
-            if right is None:
-                result.pose = mono_pose(ref, view, matches, self.config["pose"])
-            else:
-                result.pose = stereo_pose(ref, view, matches, self.config["pose"], calib is not None)
-        else:
-            result.pose.status = "no reference frame (first frame or after a reset)"
+        result = self._result(view, warnings, reset)
+        self._pose(
+            result, ref, matches, lambda: mono_pose(ref, view, matches, self.config["pose"])
+        )
         timings["pose"] = _ms(t)
+        # 6. Metrics, and whether this frame becomes the next reference.
+        return self._finish(result, view, ref, matches, "mono", reset, timings)
 
+    def _process_stereo(self, left: Frame, right: Frame, timings: dict[str, float]) -> FrameResult:
+        # 1. Both images to grey network inputs of one size; the stereo calibration.
         t = time.perf_counter()
-        idx_cur, idx_ref = (matches.pairs()[:2] if matches is not None
-                            else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        result.metrics, _ = frame_metrics(len(view.features),
-                                          ref.keypoints[idx_ref] if ref is not None else np.zeros((0, 2)),
-                                          view.keypoints[idx_cur], self.config["f_rej_th"],
-                                          self.config["f_ransac_confidence"], result.pose.num_inliers)
-        timings["metrics"] = _ms(t)
+        warnings: list[str] = []
+        gray, intr = self._prepare(left)
+        gray_r, _ = self._prepare(right)
+        if gray_r.shape != gray.shape:
+            raise FrameError(
+                f"left {gray.shape[1]}x{gray.shape[0]} and right "
+                f"{gray_r.shape[1]}x{gray_r.shape[0]} images differ in size"
+            )
+        height, width = gray.shape
+        left_info = self._camera_info(left, width, height)
+        calib = cam.stereo_calibration(left_info, right.camera_info or left_info, width, height)
+        if calib is not None:
+            intr = calib.left
+        else:
+            warnings.append(
+                "no stereo calibration (T_right_left, rectified P or baseline): "
+                "no triangulation, no metric pose"
+            )
+        prepared = self._preprocess(gray, intr)
+        prepared_r = self._preprocess(gray_r, calib.right if calib else None)
+        timings["preprocess"] = _ms(t)
+        # 2. SuperPoint on the left and right image in one batch.
+        t = time.perf_counter()
+        features = self.extractor.extract_batch([prepared.image, prepared_r.image])
+        timings["superpoint"] = _ms(t)
+        view = self._view(left, prepared, features[0], intr)
+        right_view = self._view(right, prepared_r, features[1], calib.right if calib else None)
+        # 3. The reference to pair with (none after a reset: size, mode or time changed).
+        ref, reset_warnings, reset = self._reference_for(view, "stereo")
+        warnings += reset_warnings
+        # 4. Left-right matches, and left matches with the reference's left image.
+        t = time.perf_counter()
+        stereo_matches = self.matcher(view.features, right_view.features)
+        matches = self.matcher(view.features, ref.features) if ref is not None else None
+        timings["match"] = _ms(t)
+        # 5. Triangulated left-right points; metric pose by PnP against the reference's.
+        t = time.perf_counter()
+        if calib is not None:
+            view.points3d = triangulate_stereo(
+                view, right_view, stereo_matches, calib, self.config["pose"]
+            )
+        result = self._result(view, warnings, reset)
+        result.right_features = right_view.reported_features()
+        result.stereo_matches = stereo_matches
+        self._pose(
+            result,
+            ref,
+            matches,
+            lambda: stereo_pose(ref, view, matches, self.config["pose"], calib is not None),
+        )
+        timings["pose"] = _ms(t)
+        # 6. Metrics, and whether this frame becomes the next reference.
+        return self._finish(result, view, ref, matches, "stereo", reset, timings)
 
+    # ------------------------------------------------------------------ shared steps
+
+    def _preprocess(self, gray: np.ndarray, intr: Optional[cam.Intrinsics]) -> Prepared:
+        return self.preprocessor(gray, *(intr.K, intr.D) if intr else (None, None))
+
+    def _reference_for(
+        self, view: View, mode: str
+    ) -> tuple[Optional[View], list[str], Optional[str]]:
+        """(reference, warnings, reset reason): the reference is dropped when ``view``
+        cannot pair with it."""
+        reason = self._reset_reason(view, mode)
+        self._last_stamp_ns = view.stamp_ns
+        if reason is None:
+            return self._ref, [], None
+        log.warning("%s", reason)
+        self.reset()
+        return None, [reason], reason
+
+    @staticmethod
+    def _result(view: View, warnings: list[str], reset: Optional[str]) -> FrameResult:
+        return FrameResult(
+            stamp_ns=view.stamp_ns,
+            frame_id=view.frame_id,
+            image_size=view.size,
+            features=view.reported_features(),
+            warnings=warnings,
+            pairing_reset=reset is not None,
+        )
+
+    @staticmethod
+    def _pose(
+        result: FrameResult, ref: Optional[View], matches: Optional[Matches], estimate
+    ) -> None:
+        if ref is None:
+            result.pose.status = "no reference frame (first frame or after a reset)"
+            return
+        result.ref_stamp_ns, result.ref_frame_id, result.matches = (
+            ref.stamp_ns,
+            ref.frame_id,
+            matches,
+        )
+        result.pose = estimate()
+
+    def _finish(
+        self,
+        result: FrameResult,
+        view: View,
+        ref: Optional[View],
+        matches: Optional[Matches],
+        mode: str,
+        reset: Optional[str],
+        timings: dict[str, float],
+    ) -> FrameResult:
+        t = time.perf_counter()
+        idx_cur, idx_ref = (
+            matches.pairs()[:2]
+            if matches is not None
+            else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        )
+        result.metrics, _ = frame_metrics(
+            len(view.features),
+            ref.keypoints[idx_ref] if ref is not None else np.zeros((0, 2)),
+            view.keypoints[idx_cur],
+            self.config["f_rej_th"],
+            self.config["f_ransac_confidence"],
+            result.pose.num_inliers,
+        )
+        timings["metrics"] = _ms(t)
         self._update_reference(view, ref, matches, mode, result)
         if len(view.features) == 0:
             result.ok, result.status = False, "no keypoints (blank or featureless image)"
-        elif reset_reason is not None:
-            result.ok, result.status = False, reset_reason
+        elif reset is not None:
+            result.ok, result.status = False, reset
         return result
 
     def _reset_reason(self, view: View, mode: str) -> Optional[str]:
@@ -252,18 +347,28 @@ class Frontend:
         if ref is None:
             return None
         if ref.size != view.size:
-            return (f"resolution changed from {ref.size[0]}x{ref.size[1]} to "
-                    f"{view.size[0]}x{view.size[1]}: pairing reset")
+            return (
+                f"resolution changed from {ref.size[0]}x{ref.size[1]} to "
+                f"{view.size[0]}x{view.size[1]}: pairing reset"
+            )
         if self._mode != mode:
             return f"stream changed from {self._mode} to {mode}: pairing reset"
         last = self._last_stamp_ns
         if last is not None and view.stamp_ns < last:
-            return (f"stamp went back by {(last - view.stamp_ns) / 1e9:.3f} s "
-                    "(source restarted or looped): reference, keyframe and trajectory reset")
+            return (
+                f"stamp went back by {(last - view.stamp_ns) / 1e9:.3f} s "
+                "(source restarted or looped): reference, keyframe and trajectory reset"
+            )
         return None
 
-    def _update_reference(self, view: View, ref: Optional[View], matches: Optional[Matches],
-                          mode: str, result: FrameResult) -> None:
+    def _update_reference(
+        self,
+        view: View,
+        ref: Optional[View],
+        matches: Optional[Matches],
+        mode: str,
+        result: FrameResult,
+    ) -> None:
         """Previous mode: every frame with keypoints becomes the reference. Keyframe
         mode: only when the share of the keyframe's keypoints still matched falls
         under ``keyframe_min_tracked``. A frame without keypoints never does."""
@@ -290,7 +395,13 @@ def _flagged(frame: Any, status: str) -> FrameResult:
         stamp = int(getattr(frame, "stamp_ns", 0) or 0)
     except (TypeError, ValueError):
         stamp = 0
-    result = FrameResult(stamp_ns=stamp, frame_id=str(getattr(frame, "frame_id", "")),
-                         image_size=size, features=Features.empty(size), ok=False, status=status)
+    result = FrameResult(
+        stamp_ns=stamp,
+        frame_id=str(getattr(frame, "frame_id", "")),
+        image_size=size,
+        features=Features.empty(size),
+        ok=False,
+        status=status,
+    )
     result.pose.status = f"no pose: {status}"
     return result

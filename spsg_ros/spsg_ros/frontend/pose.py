@@ -6,6 +6,7 @@ between the reference's 3D points and the current left keypoints (metric).
 ``inlier_mask`` runs over the valid matches in ``Matches.pairs()`` order
 (ascending current keypoint index).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
@@ -41,11 +42,19 @@ def mono_pose(ref: "View", cur: "View", matches: Matches, cfg: Mapping[str, Any]
     p_ref, p_cur = ref.normalized[idx_ref], cur.normalized[idx_cur]
     flow = float(np.median(np.linalg.norm(p_cur - p_ref, axis=1))) * focal
     if flow < cfg["min_parallax_px"]:  # the essential matrix is undefined without motion
-        pose.status = (f"degenerate motion: standstill (median flow {flow:.2f} px < "
-                       f"{cfg['min_parallax_px']} px)")
+        pose.status = (
+            f"degenerate motion: standstill (median flow {flow:.2f} px < "
+            f"{cfg['min_parallax_px']} px)"
+        )
         return pose
-    est = essential_pose(p_ref, p_cur, cfg["ransac_threshold_px"] / focal, cfg["ransac_confidence"],
-                         cfg["ransac_max_iters"], cfg["essential_method"])
+    est = essential_pose(
+        p_ref,
+        p_cur,
+        cfg["ransac_threshold_px"] / focal,
+        cfg["ransac_confidence"],
+        cfg["ransac_max_iters"],
+        cfg["essential_method"],
+    )
     if est is None:
         pose.status = "essential matrix estimation failed"
         return pose
@@ -55,17 +64,22 @@ def mono_pose(ref: "View", cur: "View", matches: Matches, cfg: Mapping[str, Any]
     if pose.num_inliers < cfg["min_matches"]:
         pose.status = f"too few inliers ({pose.num_inliers} < {cfg['min_matches']})"
         return pose
-    parallax = median_parallax(p_ref[est.inlier_mask], p_cur[est.inlier_mask], est.rotation) * focal
+    parallax = (
+        median_parallax(p_ref[est.inlier_mask], p_cur[est.inlier_mask], est.rotation) * focal
+    )
     if parallax < cfg["min_parallax_px"]:
-        pose.status = (f"degenerate motion: no parallax (median {parallax:.2f} px < "
-                       f"{cfg['min_parallax_px']} px; pure rotation or standstill)")
+        pose.status = (
+            f"degenerate motion: no parallax (median {parallax:.2f} px < "
+            f"{cfg['min_parallax_px']} px; pure rotation or standstill)"
+        )
         return pose
     pose.valid, pose.status = True, "ok"
     return pose
 
 
-def triangulate_stereo(left: "View", right: "View", matches: Matches, calib: StereoCalibration,
-                       cfg: Mapping[str, Any]) -> np.ndarray:
+def triangulate_stereo(
+    left: "View", right: "View", matches: Matches, calib: StereoCalibration, cfg: Mapping[str, Any]
+) -> np.ndarray:
     """(N_left, 3) points in the left camera frame, NaN where no good stereo match."""
     points = np.full((len(left.features), 3), np.nan)
     idx_l, idx_r, _ = matches.pairs()
@@ -74,14 +88,18 @@ def triangulate_stereo(left: "View", right: "View", matches: Matches, calib: Ste
     tri = triangulate(left.normalized[idx_l], right.normalized[idx_r], calib.T_right_left)
     focal = min(calib.left.focal, calib.right.focal)
     max_depth = focal * calib.baseline / cfg["stereo_min_disparity_px"]
-    good = (tri.valid & (tri.reprojection * focal < cfg["stereo_max_reprojection_px"])
-            & (tri.points[:, 2] < max_depth))
+    good = (
+        tri.valid
+        & (tri.reprojection * focal < cfg["stereo_max_reprojection_px"])
+        & (tri.points[:, 2] < max_depth)
+    )
     points[idx_l[good]] = tri.points[good]
     return points
 
 
-def stereo_pose(ref: "View", cur: "View", matches: Matches, cfg: Mapping[str, Any],
-                calibrated: bool) -> RelativePose:
+def stereo_pose(
+    ref: "View", cur: "View", matches: Matches, cfg: Mapping[str, Any], calibrated: bool
+) -> RelativePose:
     idx_cur, idx_ref, _ = matches.pairs()
     n = len(idx_cur)
     pose = RelativePose(scale_known=True, num_matches=n, inlier_mask=np.zeros(n, bool))
@@ -94,10 +112,17 @@ def stereo_pose(ref: "View", cur: "View", matches: Matches, cfg: Mapping[str, An
     X = ref.points3d[idx_ref]
     has3d = np.all(np.isfinite(X), axis=1)
     if has3d.sum() < cfg["min_matches"]:
-        pose.status = f"too few matches with stereo depth ({int(has3d.sum())} < {cfg['min_matches']})"
+        pose.status = (
+            f"too few matches with stereo depth ({int(has3d.sum())} < {cfg['min_matches']})"
+        )
         return pose
-    est = solve_pnp(X[has3d], cur.normalized[idx_cur][has3d], cfg["pnp_threshold_px"] / cur.intrinsics.focal,
-                    cfg["pnp_confidence"], cfg["pnp_max_iters"])
+    est = solve_pnp(
+        X[has3d],
+        cur.normalized[idx_cur][has3d],
+        cfg["pnp_threshold_px"] / cur.intrinsics.focal,
+        cfg["pnp_confidence"],
+        cfg["pnp_max_iters"],
+    )
     if est is None:
         pose.status = "PnP RANSAC failed"
         return pose

@@ -1,9 +1,11 @@
 """Image pre-processing for the frontend and the coordinate maps back to the input.
 
-Input arrays come in ROS encoding layouts; the networks take uint8 grayscale.
+Input arrays come in ROS encoding layouts (decoded by :mod:`spsg_ros.images`); the
+networks take uint8 grayscale.
 Coordinates follow the pixel-centre convention of ``cv2.resize``: network pixel
 x maps to ``(x + 0.5) * sx - 0.5`` in the original image, ``sx = W_orig / W_net``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,22 +14,17 @@ from typing import Any, Mapping, Optional
 import cv2
 import numpy as np
 
+from .. import images
 from ..features.image_io import process_resize
 
 MIN_SIDE = 16
 
-# encoding -> (channels, dtype, conversion to gray)
-ENCODINGS: dict[str, tuple[int, type, Optional[int]]] = {
-    "mono8": (1, np.uint8, None),
-    "mono16": (1, np.uint16, None),
-    "rgb8": (3, np.uint8, cv2.COLOR_RGB2GRAY),
-    "bgr8": (3, np.uint8, cv2.COLOR_BGR2GRAY),
-    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2GRAY),
-    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2GRAY),
+INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
 }
-ALIASES = {"8UC1": "mono8", "16UC1": "mono16", "8UC3": "bgr8", "8UC4": "bgra8"}
-INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-                 "nearest": cv2.INTER_NEAREST}
 
 
 class FrameError(ValueError):
@@ -35,57 +32,33 @@ class FrameError(ValueError):
 
 
 def to_gray(image: Any, encoding: str, mono16: str = "scale") -> np.ndarray:
-    """uint8 (H, W) grayscale from an image array in a ROS encoding layout."""
-    if image is None:
-        raise FrameError("no image")
-    if not isinstance(image, np.ndarray):
-        raise FrameError(f"image is a {type(image).__name__}, not a numpy array")
-    name = ALIASES.get(encoding, encoding)
-    if name not in ENCODINGS:
-        raise FrameError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
-    channels, dtype, conversion = ENCODINGS[name]
-    if image.size == 0:
-        raise FrameError(f"empty image (shape {image.shape})")
-    if image.ndim == 3 and channels == 1 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    expected_ndim = 2 if channels == 1 else 3
-    if image.ndim != expected_ndim or (channels > 1 and image.shape[2] != channels):
-        raise FrameError(f"shape {image.shape} does not fit encoding {name} "
-                         f"({'(H, W)' if channels == 1 else f'(H, W, {channels})'} expected)")
-    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
-        raise FrameError("image contains NaN or infinite values")
-    if image.dtype != dtype:
-        raise FrameError(f"dtype {image.dtype} does not fit encoding {name} "
-                         f"({np.dtype(dtype).name} expected)")
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_SIDE:
-        raise FrameError(f"image too small ({width}x{height}; at least {MIN_SIDE} px a side needed)")
-    if conversion is not None:
-        return cv2.cvtColor(np.ascontiguousarray(image), conversion)
-    if name == "mono16":
-        return _mono16_to_8(image, mono16)
-    return np.ascontiguousarray(image)
+    """uint8 (H, W) grayscale from an image array in a ROS encoding layout.
 
-
-def _mono16_to_8(image: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "shift":
-        return (image >> 8).astype(np.uint8)
-    if mode == "minmax":
-        lo, hi = int(image.min()), int(image.max())
-        if hi == lo:
-            return np.zeros(image.shape, np.uint8)
-        return np.round((image.astype(np.float32) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    return np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    The conversion is :func:`spsg_ros.images.to_gray` (any encoding the image decoder
+    supports, raw Bayer/YUV layouts included); this adds the frontend's minimum size.
+    """
+    try:
+        image = images.check_array(image, encoding)
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise FrameError(
+                f"image too small ({width}x{height}; at least {MIN_SIDE} px a side needed)"
+            )
+        return images.to_gray(image, encoding, mono16)
+    except images.ImageDecodeError as exc:
+        raise FrameError(str(exc)) from exc
 
 
 @dataclass
 class Prepared:
     """The network input of one image and how to map back to the original image."""
 
-    image: np.ndarray                  # uint8 (h, w) network input
-    original_size: tuple[int, int]     # (W, H) of the input image
-    scale: tuple[float, float]         # (sx, sy) = original / network
-    undistorted_with: Optional[tuple[np.ndarray, np.ndarray]] = None  # (K, D) when the image was remapped
+    image: np.ndarray  # uint8 (h, w) network input
+    original_size: tuple[int, int]  # (W, H) of the input image
+    scale: tuple[float, float]  # (sx, sy) = original / network
+    undistorted_with: Optional[tuple[np.ndarray, np.ndarray]] = (
+        None  # (K, D) when the image was remapped
+    )
 
 
 class Preprocessor:
@@ -93,16 +66,22 @@ class Preprocessor:
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = dict(config)
-        self._clahe = (cv2.createCLAHE(clipLimit=float(config["clahe_clip_limit"]),
-                                       tileGridSize=(int(config["clahe_tile_grid"]),) * 2)
-                       if config["clahe"] else None)
+        self._clahe = (
+            cv2.createCLAHE(
+                clipLimit=float(config["clahe_clip_limit"]),
+                tileGridSize=(int(config["clahe_tile_grid"]),) * 2,
+            )
+            if config["clahe"]
+            else None
+        )
         self._maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
         return process_resize(width, height, self.config["resize"])
 
-    def __call__(self, gray: np.ndarray, K: Optional[np.ndarray] = None,
-                 D: Optional[np.ndarray] = None) -> Prepared:
+    def __call__(
+        self, gray: np.ndarray, K: Optional[np.ndarray] = None, D: Optional[np.ndarray] = None
+    ) -> Prepared:
         height, width = gray.shape
         undistorted = None
         if self.config["undistort"] == "image" and K is not None and has_distortion(D):
@@ -110,23 +89,31 @@ class Preprocessor:
             undistorted = (K, np.asarray(D, np.float64))
         new_w, new_h = self.network_size(width, height)
         if min(new_w, new_h) < MIN_SIDE:
-            raise FrameError(f"network input too small ({new_w}x{new_h} after resize "
-                             f"{self.config['resize']}; at least {MIN_SIDE} px a side needed)")
+            raise FrameError(
+                f"network input too small ({new_w}x{new_h} after resize "
+                f"{self.config['resize']}; at least {MIN_SIDE} px a side needed)"
+            )
         if (new_w, new_h) != (width, height):
-            gray = cv2.resize(gray, (new_w, new_h), interpolation=INTERPOLATION[self.config["interpolation"]])
+            gray = cv2.resize(
+                gray, (new_w, new_h), interpolation=INTERPOLATION[self.config["interpolation"]]
+            )
         if self._clahe is not None:
             gray = self._clahe.apply(gray)
         return Prepared(gray, (width, height), (width / new_w, height / new_h), undistorted)
 
     def _undistort(self, gray: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
         height, width = gray.shape
-        key = np.asarray(K, np.float64).tobytes() + np.asarray(D, np.float64).tobytes() + bytes(
-            f"{width}x{height}", "ascii")
+        key = (
+            np.asarray(K, np.float64).tobytes()
+            + np.asarray(D, np.float64).tobytes()
+            + bytes(f"{width}x{height}", "ascii")
+        )
         if key not in self._maps:
             if len(self._maps) > 8:  # calibration changes are rare: keep the cache small
                 self._maps.clear()
-            self._maps[key] = cv2.initUndistortRectifyMap(K, np.asarray(D, np.float64), None, K,
-                                                          (width, height), cv2.CV_32FC1)
+            self._maps[key] = cv2.initUndistortRectifyMap(
+                K, np.asarray(D, np.float64), None, K, (width, height), cv2.CV_32FC1
+            )
         map_x, map_y = self._maps[key]
         return cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
@@ -154,8 +141,9 @@ def to_original(points: np.ndarray, prepared: Prepared) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def normalized_points(points: np.ndarray, prepared: Prepared, K: np.ndarray,
-                      D: Optional[np.ndarray], undistort: str) -> np.ndarray:
+def normalized_points(
+    points: np.ndarray, prepared: Prepared, K: np.ndarray, D: Optional[np.ndarray], undistort: str
+) -> np.ndarray:
     """Normalised, undistorted coordinates (K^-1 p) of network-image keypoints."""
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     if len(pts) == 0:
@@ -167,7 +155,9 @@ def normalized_points(points: np.ndarray, prepared: Prepared, K: np.ndarray,
         return _apply_inverse_K(pix, K)
     pix = to_original(pts, prepared).astype(np.float64)
     if undistort == "points" and has_distortion(D):
-        return cv2.undistortPoints(pix.reshape(-1, 1, 2), K, np.asarray(D, np.float64)).reshape(-1, 2)
+        return cv2.undistortPoints(pix.reshape(-1, 1, 2), K, np.asarray(D, np.float64)).reshape(
+            -1, 2
+        )
     return _apply_inverse_K(pix, K)
 
 

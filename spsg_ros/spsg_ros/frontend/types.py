@@ -9,6 +9,7 @@ Conventions, used by every consumer (ROS messages, bags, evaluation):
 - Camera frames are optical frames (x right, y down, z forward).
 - Stamps are integer nanoseconds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,13 +54,15 @@ class Frame:
 @dataclass
 class RelativePose:
     valid: bool = False
-    status: str = "not computed"       # "ok" or why the pose is invalid
+    status: str = "not computed"  # "ok" or why the pose is invalid
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    scale_known: bool = False          # True: metric translation (stereo); False: unit direction
+    scale_known: bool = False  # True: metric translation (stereo); False: unit direction
     num_matches: int = 0
     num_inliers: int = 0
-    inlier_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # over the valid matches
+    inlier_mask: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, bool)
+    )  # over the valid matches
     covariance: Optional[np.ndarray] = None  # 6x6 (x, y, z, roll, pitch, yaw) or None
 
     def matrix(self) -> np.ndarray:
@@ -83,8 +86,8 @@ class FrameMetrics:
 
     num_kp: int = 0
     num_matches: int = 0
-    match_prec: float = 0.0      # matches / current keypoints (0 without keypoints)
-    outlier_prec: float = 1.0    # outliers / matches (1 without matches)
+    match_prec: float = 0.0  # matches / current keypoints (0 without keypoints)
+    outlier_prec: float = 1.0  # outliers / matches (1 without matches)
     num_inliers: int = 0
 
 
@@ -94,18 +97,18 @@ class FrameResult:
 
     stamp_ns: int
     frame_id: str
-    image_size: tuple[int, int]                 # (width, height) of the input image
-    features: Features                          # current (left) image, original pixel coords
-    ref_stamp_ns: Optional[int] = None          # reference frame (previous or keyframe)
+    image_size: tuple[int, int]  # (width, height) of the input image
+    features: Features  # current (left) image, original pixel coords
+    ref_stamp_ns: Optional[int] = None  # reference frame (previous or keyframe)
     ref_frame_id: Optional[str] = None
-    matches: Optional[Matches] = None           # current -> reference: matches0 indexes reference keypoints
+    matches: Optional[Matches] = None  # current -> reference: matches0 indexes reference keypoints
     pose: RelativePose = field(default_factory=RelativePose)
     metrics: FrameMetrics = field(default_factory=FrameMetrics)
-    right_features: Optional[Features] = None   # stereo only
-    stereo_matches: Optional[Matches] = None    # stereo only: left -> right
+    right_features: Optional[Features] = None  # stereo only
+    stereo_matches: Optional[Matches] = None  # stereo only: left -> right
     is_keyframe: bool = False
-    pairing_reset: bool = False                 # the reference was dropped before this frame
-    ok: bool = True                             # False: flagged, see status
+    pairing_reset: bool = False  # the reference was dropped before this frame
+    ok: bool = True  # False: flagged, see status
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)

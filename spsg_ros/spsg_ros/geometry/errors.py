@@ -1,4 +1,5 @@
 """Pose error measures used by tests and evaluation."""
+
 from __future__ import annotations
 
 import numpy as np

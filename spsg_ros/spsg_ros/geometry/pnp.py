@@ -3,6 +3,7 @@
 Image points are normalised (K^-1 p, undistorted), so the camera matrix is the
 identity and thresholds are pixels divided by the focal length.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,14 +17,19 @@ MIN_PNP_POINTS = 6
 
 @dataclass
 class PnPPose:
-    rotation: np.ndarray       # 3x3, X_cam = R @ X_obj + t
-    translation: np.ndarray    # (3,) metric
-    inlier_mask: np.ndarray    # (N,) bool
+    rotation: np.ndarray  # 3x3, X_cam = R @ X_obj + t
+    translation: np.ndarray  # (3,) metric
+    inlier_mask: np.ndarray  # (N,) bool
     covariance: Optional[np.ndarray]  # 6x6 over (tx, ty, tz, rx, ry, rz) or None
 
 
-def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, threshold: float,
-              confidence: float = 0.999, max_iters: int = 1000) -> Optional[PnPPose]:
+def solve_pnp(
+    points3d: np.ndarray,
+    points2d: np.ndarray,
+    threshold: float,
+    confidence: float = 0.999,
+    max_iters: int = 1000,
+) -> Optional[PnPPose]:
     """PnP RANSAC (EPnP hypotheses), then Levenberg-Marquardt on the inliers.
 
     ``threshold`` is the reprojection threshold in normalised units. None when
@@ -36,8 +42,15 @@ def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, threshold: float,
     K = np.eye(3)
     try:
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-            obj, img, K, None, iterationsCount=max_iters, reprojectionError=threshold,
-            confidence=confidence, flags=cv2.SOLVEPNP_EPNP)
+            obj,
+            img,
+            K,
+            None,
+            iterationsCount=max_iters,
+            reprojectionError=threshold,
+            confidence=confidence,
+            flags=cv2.SOLVEPNP_EPNP,
+        )
     except cv2.error:
         return None
     if not ok or inliers is None or len(inliers) < MIN_PNP_POINTS:
@@ -55,14 +68,16 @@ def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, threshold: float,
     return PnPPose(R, tvec.ravel(), mask, cov)
 
 
-def reprojection_errors(points3d: np.ndarray, points2d: np.ndarray, rvec: np.ndarray,
-                        tvec: np.ndarray) -> np.ndarray:
+def reprojection_errors(
+    points3d: np.ndarray, points2d: np.ndarray, rvec: np.ndarray, tvec: np.ndarray
+) -> np.ndarray:
     projected, _ = cv2.projectPoints(points3d, rvec, tvec, np.eye(3), None)
     return np.linalg.norm(projected.reshape(-1, 2) - points2d, axis=1)
 
 
-def pose_covariance(points3d: np.ndarray, points2d: np.ndarray, rvec: np.ndarray,
-                    tvec: np.ndarray) -> Optional[np.ndarray]:
+def pose_covariance(
+    points3d: np.ndarray, points2d: np.ndarray, rvec: np.ndarray, tvec: np.ndarray
+) -> Optional[np.ndarray]:
     """Gauss-Newton covariance sigma^2 (J^T J)^-1 of the pose, ordered (t, r).
 
     sigma^2 is the residual variance of the inliers; r is the rotation vector,
@@ -75,7 +90,7 @@ def pose_covariance(points3d: np.ndarray, points2d: np.ndarray, rvec: np.ndarray
     projected, jac = cv2.projectPoints(points3d, rvec, tvec, np.eye(3), None)
     residual = projected.reshape(-1, 2) - points2d
     J = np.hstack([jac[:, 3:6], jac[:, 0:3]])  # columns: tvec, rvec
-    sigma2 = float(np.sum(residual ** 2)) / (2 * n - 6)
+    sigma2 = float(np.sum(residual**2)) / (2 * n - 6)
     JtJ = J.T @ J
     if np.linalg.cond(JtJ) > 1e12:
         return None

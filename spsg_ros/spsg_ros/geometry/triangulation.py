@@ -4,6 +4,7 @@ Rectified stereo is the special case ``T_right_left = [I | (-baseline, 0, 0)]``
 (the right camera sits ``baseline`` metres along the left camera's x axis, as a
 ROS right CameraInfo with ``P[0, 3] = -fx * baseline`` says).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ import numpy as np
 
 @dataclass
 class Triangulation:
-    points: np.ndarray        # (N, 3) in the left camera frame
+    points: np.ndarray  # (N, 3) in the left camera frame
     reprojection: np.ndarray  # (N,) max of left/right reprojection error, normalised units
-    valid: np.ndarray         # (N,) bool: in front of both cameras, finite
+    valid: np.ndarray  # (N,) bool: in front of both cameras, finite
 
 
 def rectified_extrinsics(baseline: float) -> np.ndarray:
@@ -38,8 +39,9 @@ def _project(points: np.ndarray) -> np.ndarray:
         return points[:, :2] / z
 
 
-def triangulate(points_left: np.ndarray, points_right: np.ndarray,
-                T_right_left: np.ndarray) -> Triangulation:
+def triangulate(
+    points_left: np.ndarray, points_right: np.ndarray, T_right_left: np.ndarray
+) -> Triangulation:
     """Linear (DLT) triangulation of matched normalised points of two cameras."""
     pl = np.asarray(points_left, np.float64).reshape(-1, 2)
     pr = np.asarray(points_right, np.float64).reshape(-1, 2)

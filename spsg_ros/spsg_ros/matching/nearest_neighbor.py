@@ -4,6 +4,7 @@ The classic baseline (and the method of the seed report) to compare SuperGlue
 against. SuperPoint descriptors have unit norm, but distances are computed in
 full so any descriptors work.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -15,8 +16,8 @@ from ..features.types import Features
 from .types import Matches
 
 NN_DEFAULTS: dict[str, Any] = {
-    "ratio": 0.7,     # keep a match when best / second-best distance < ratio
-    "mutual": True,   # and (if True) when the two keypoints are each other's nearest neighbour
+    "ratio": 0.7,  # keep a match when best / second-best distance < ratio
+    "mutual": True,  # and (if True) when the two keypoints are each other's nearest neighbour
 }
 
 
@@ -31,12 +32,13 @@ def l2_distances(desc0: np.ndarray, desc1: np.ndarray) -> np.ndarray:
     """(N0, N1) Euclidean distances between descriptor columns (D, N0) and (D, N1)."""
     d0 = np.asarray(desc0, np.float64)
     d1 = np.asarray(desc1, np.float64)
-    sq = (np.sum(d0 ** 2, axis=0)[:, None] + np.sum(d1 ** 2, axis=0)[None, :] - 2.0 * d0.T @ d1)
+    sq = np.sum(d0**2, axis=0)[:, None] + np.sum(d1**2, axis=0)[None, :] - 2.0 * d0.T @ d1
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def match_nearest_neighbor(desc0: np.ndarray, desc1: np.ndarray, ratio: float = 0.7,
-                           mutual: bool = True) -> Matches:
+def match_nearest_neighbor(
+    desc0: np.ndarray, desc1: np.ndarray, ratio: float = 0.7, mutual: bool = True
+) -> Matches:
     """Matches of descriptor sets (D, N0) and (D, N1).
 
     A keypoint of image 0 is matched to its nearest neighbour j in image 1 when
@@ -64,7 +66,7 @@ def match_nearest_neighbor(desc0: np.ndarray, desc1: np.ndarray, ratio: float = 
     if mutual:
         keep &= np.argmin(dist, axis=0)[best] == rows
     matches0 = np.where(keep, best, -1).astype(np.int64)
-    scores0 = np.where(keep, np.clip(1.0 - d_best ** 2 / 2.0, 0.0, 1.0), 0.0).astype(np.float32)
+    scores0 = np.where(keep, np.clip(1.0 - d_best**2 / 2.0, 0.0, 1.0), 0.0).astype(np.float32)
     matches1 = np.full(n1, -1, np.int64)
     scores1 = np.zeros(n1, np.float32)
     # without the mutual check two keypoints may share a target: keep the closer one
@@ -86,5 +88,9 @@ class NearestNeighborMatcher:
         self.config = nn_config(config)
 
     def __call__(self, features0: Features, features1: Features) -> Matches:
-        return match_nearest_neighbor(features0.descriptors, features1.descriptors,
-                                      self.config["ratio"], self.config["mutual"])
+        return match_nearest_neighbor(
+            features0.descriptors,
+            features1.descriptors,
+            self.config["ratio"],
+            self.config["mutual"],
+        )

@@ -1,12 +1,15 @@
 """SuperGlue matching of two feature sets through a backend."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..backends.base import Backend
 from ..features.types import Features
 from .superglue_post import superglue_config
 from .types import Matches
+
+if TYPE_CHECKING:  # the backends layer sits above; this is for annotations only
+    from ..backends.base import Backend
 
 
 class SuperGlueMatcher:

@@ -1,4 +1,5 @@
 """Matching output between two keypoint sets."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,12 @@ class Matches:
 
     @classmethod
     def empty(cls, n0: int, n1: int) -> "Matches":
-        return cls(np.full(n0, -1, np.int64), np.full(n1, -1, np.int64),
-                   np.zeros(n0, np.float32), np.zeros(n1, np.float32))
+        return cls(
+            np.full(n0, -1, np.int64),
+            np.full(n1, -1, np.int64),
+            np.zeros(n0, np.float32),
+            np.zeros(n1, np.float32),
+        )
 
     @property
     def num_matches(self) -> int:

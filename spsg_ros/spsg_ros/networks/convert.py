@@ -31,6 +31,7 @@ Both give a state dict in the upstream layout (``conv1a.weight`` ...
 ``convDb.bias``) that :func:`spsg_ros.networks.weights.load_superpoint` loads
 strictly. ``spsg-ros models import`` is the command-line front end.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,15 +45,31 @@ import numpy as np
 from .weights import WeightError
 
 #: upstream convolution names in network order, with (kernel, in, out) for D = 256
-UPSTREAM_CONVS = ("conv1a", "conv1b", "conv2a", "conv2b", "conv3a", "conv3b", "conv4a", "conv4b",
-                  "convPa", "convPb", "convDa", "convDb")
+UPSTREAM_CONVS = (
+    "conv1a",
+    "conv1b",
+    "conv2a",
+    "conv2b",
+    "conv3a",
+    "conv3b",
+    "conv4a",
+    "conv4b",
+    "convPa",
+    "convPb",
+    "convDa",
+    "convDb",
+)
 ENCODER_CONVS = UPSTREAM_CONVS[:8]
 DETECTOR_CHANNELS = 65
 
 # SuperPointNet_gauss2 (eric-yyjau/pytorch-superpoint, models/unet_parts.py double_conv):
 # Sequential(Conv2d, BatchNorm2d, ReLU, Conv2d, BatchNorm2d, ReLU)
-_GAUSS2_BLOCKS = {"conv1": "inc.conv.conv", "conv2": "down1.mpconv.1.conv",
-                  "conv3": "down2.mpconv.1.conv", "conv4": "down3.mpconv.1.conv"}
+_GAUSS2_BLOCKS = {
+    "conv1": "inc.conv.conv",
+    "conv2": "down1.mpconv.1.conv",
+    "conv3": "down2.mpconv.1.conv",
+    "conv4": "down3.mpconv.1.conv",
+}
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d default; checkpoints do not store it
 
@@ -62,7 +79,7 @@ class ImportResult:
     """What an import produced: the state dict (numpy float32) and how it was found."""
 
     state_dict: dict[str, np.ndarray]
-    kind: str                    # "checkpoint" or "openvino-ir" or "state-dict"
+    kind: str  # "checkpoint" or "openvino-ir" or "state-dict"
     source: str
     notes: list[str] = field(default_factory=list)
 
@@ -75,8 +92,16 @@ class ImportResult:
 # BatchNorm folding and checkpoints
 # ---------------------------------------------------------------------------
 
-def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
-                   mean: np.ndarray, var: np.ndarray, eps: float = BN_EPS) -> tuple[np.ndarray, np.ndarray]:
+
+def fold_batchnorm(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    eps: float = BN_EPS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Conv (weight (O, I, kh, kw), bias (O,) or None) followed by an eval-mode
     BatchNorm -> one conv. Computed in float64, returned as float32."""
     weight = np.asarray(weight, np.float64)
@@ -98,7 +123,7 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     keys = list(state)
     for prefix in ("module.", "model.", "net."):
         if keys and all(k.startswith(prefix) for k in keys):
-            return _strip_prefix({k[len(prefix):]: v for k, v in state.items()})
+            return _strip_prefix({k[len(prefix) :]: v for k, v in state.items()})
     return dict(state)
 
 
@@ -113,8 +138,9 @@ def _conv_candidates(name: str) -> list[tuple[str, str | None]]:
     return candidates
 
 
-def fold_checkpoint_state(state: Mapping[str, Any], eps: float = BN_EPS,
-                          source: str = "checkpoint") -> ImportResult:
+def fold_checkpoint_state(
+    state: Mapping[str, Any], eps: float = BN_EPS, source: str = "checkpoint"
+) -> ImportResult:
     """Upstream-layout SuperPoint state dict from a (BatchNorm) training state dict."""
     state = _strip_prefix(state)
     out: dict[str, np.ndarray] = {}
@@ -126,9 +152,11 @@ def fold_checkpoint_state(state: Mapping[str, Any], eps: float = BN_EPS,
                 break
         else:
             tried = " or ".join(f"'{c}.weight'" for c, _ in _conv_candidates(name))
-            raise WeightError(f"{source}: no weights for SuperPoint's {name} (looked for {tried}); "
-                              "is this a SuperPoint checkpoint (pytorch-superpoint SuperPointNet, "
-                              "SuperPointNet_gauss2 or the upstream layout)?")
+            raise WeightError(
+                f"{source}: no weights for SuperPoint's {name} (looked for {tried}); "
+                "is this a SuperPoint checkpoint (pytorch-superpoint SuperPointNet, "
+                "SuperPointNet_gauss2 or the upstream layout)?"
+            )
         weight = _to_numpy(state[f"{conv}.weight"])
         bias = _to_numpy(state[f"{conv}.bias"]) if f"{conv}.bias" in state else None
         used.update(k for k in (f"{conv}.weight", f"{conv}.bias") if k in state)
@@ -143,13 +171,22 @@ def fold_checkpoint_state(state: Mapping[str, Any], eps: float = BN_EPS,
             used.update(k for k in state if k.startswith(f"{bn}.num_batches_tracked"))
             folded += 1
         out[f"{name}.weight"] = np.ascontiguousarray(weight, np.float32)
-        out[f"{name}.bias"] = (np.zeros(weight.shape[0], np.float32) if bias is None
-                               else np.ascontiguousarray(bias, np.float32))
-    notes = [f"folded {folded} BatchNorm layers (eps {eps:g})" if folded else "no BatchNorm layers found"]
+        out[f"{name}.bias"] = (
+            np.zeros(weight.shape[0], np.float32)
+            if bias is None
+            else np.ascontiguousarray(bias, np.float32)
+        )
+    notes = [
+        f"folded {folded} BatchNorm layers (eps {eps:g})"
+        if folded
+        else "no BatchNorm layers found"
+    ]
     unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if unused:
-        notes.append(f"ignored {len(unused)} other tensors ({', '.join(unused[:4])}"
-                     f"{' ...' if len(unused) > 4 else ''})")
+        notes.append(
+            f"ignored {len(unused)} other tensors ({', '.join(unused[:4])}"
+            f"{' ...' if len(unused) > 4 else ''})"
+        )
     _check_shapes(out, source)
     return ImportResult(out, "checkpoint" if folded else "state-dict", source, notes)
 
@@ -158,20 +195,26 @@ def _load_torch_file(path: Path, trust_pickle: bool) -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise WeightError("reading a PyTorch checkpoint needs PyTorch: pip install torch==2.13.0") from exc
+        raise WeightError(
+            "reading a PyTorch checkpoint needs PyTorch: pip install torch==2.13.0"
+        ) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types
         if not trust_pickle:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise WeightError(
-                f"{path} could not be read safely (torch.load weights_only=True: {first}). Training "
+                f"{path} could not be read safely (torch.load weights_only=True: {first}). "
+                "Training "
                 "checkpoints sometimes pickle other objects; if you trust the file, pass "
-                "--trust-pickle (runs code stored in it).") from exc
+                "--trust-pickle (runs code stored in it)."
+            ) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
-        raise WeightError(f"{path} is not a readable PyTorch file ({type(exc).__name__}: {exc})") from exc
+        raise WeightError(
+            f"{path} is not a readable PyTorch file ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _find_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
@@ -187,8 +230,9 @@ def _find_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
     return obj
 
 
-def convert_checkpoint(path: str | os.PathLike, eps: float = BN_EPS,
-                       trust_pickle: bool = False) -> ImportResult:
+def convert_checkpoint(
+    path: str | os.PathLike, eps: float = BN_EPS, trust_pickle: bool = False
+) -> ImportResult:
     """Upstream-layout state dict from a pytorch-superpoint ``.pth.tar`` checkpoint
     (or any SuperPoint state dict, nested under ``model_state_dict`` or not)."""
     path = Path(path)
@@ -200,10 +244,26 @@ def convert_checkpoint(path: str | os.PathLike, eps: float = BN_EPS,
 # OpenVINO IR
 # ---------------------------------------------------------------------------
 
-_IR_TYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i8": np.int8, "u8": np.uint8,
-             "i16": np.int16, "u16": np.uint16, "i32": np.int32, "u32": np.uint32, "i64": np.int64,
-             "u64": np.uint64, "boolean": np.bool_}
-_ELEMENTWISE = {"Multiply": np.multiply, "Add": np.add, "Subtract": np.subtract, "Divide": np.divide}
+_IR_TYPES = {
+    "f16": np.float16,
+    "f32": np.float32,
+    "f64": np.float64,
+    "i8": np.int8,
+    "u8": np.uint8,
+    "i16": np.int16,
+    "u16": np.uint16,
+    "i32": np.int32,
+    "u32": np.uint32,
+    "i64": np.int64,
+    "u64": np.uint64,
+    "boolean": np.bool_,
+}
+_ELEMENTWISE = {
+    "Multiply": np.multiply,
+    "Add": np.add,
+    "Subtract": np.subtract,
+    "Divide": np.divide,
+}
 
 
 class _IRGraph:
@@ -218,7 +278,9 @@ class _IRGraph:
         if root.tag != "net" or root.find("layers") is None:
             raise WeightError(f"{xml_path} is not an OpenVINO IR (no <net><layers>)")
         self.weights = np.fromfile(bin_path, np.uint8) if bin_path.is_file() else None
-        self.layers: dict[str, ET.Element] = {layer.get("id"): layer for layer in root.find("layers")}
+        self.layers: dict[str, ET.Element] = {
+            layer.get("id"): layer for layer in root.find("layers")
+        }
         self.inputs: dict[str, list[str]] = {}  # layer -> its input port ids in order
         for lid, layer in self.layers.items():
             ports = layer.find("input")
@@ -248,7 +310,9 @@ class _IRGraph:
 
     def out_channels(self, lid: str) -> int | None:
         ports = self.layers[lid].find("output")
-        dims = [d.text for d in ports[0].findall("dim")] if ports is not None and len(ports) else []
+        dims = (
+            [d.text for d in ports[0].findall("dim")] if ports is not None and len(ports) else []
+        )
         return int(dims[1]) if len(dims) > 1 and dims[1].lstrip("-").isdigit() else None
 
     def constant(self, lid: str) -> np.ndarray | None:
@@ -297,16 +361,20 @@ class _IRGraph:
         if self.weights is None:
             raise WeightError(f"{self.xml_path}: the weights file (.bin) is missing")
         if offset + size > self.weights.size:
-            raise WeightError(f"{self.xml_path}: constant '{self.name(lid)}' lies beyond the end of "
-                              "the .bin file (truncated or not the matching .bin)")
-        raw = self.weights[offset:offset + size]
+            raise WeightError(
+                f"{self.xml_path}: constant '{self.name(lid)}' lies beyond the end of "
+                "the .bin file (truncated or not the matching .bin)"
+            )
+        raw = self.weights[offset : offset + size]
         if etype == "bf16":
             value = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
         elif etype in _IR_TYPES:
             value = raw.view(_IR_TYPES[etype])
         else:
-            raise WeightError(f"{self.xml_path}: constant '{self.name(lid)}' has element type "
-                              f"{etype}, which the importer does not read (f16/f32/bf16/int only)")
+            raise WeightError(
+                f"{self.xml_path}: constant '{self.name(lid)}' has element type "
+                f"{etype}, which the importer does not read (f16/f32/bf16/int only)"
+            )
         return value.reshape(shape)
 
 
@@ -333,8 +401,10 @@ def _ir_convolutions(graph: _IRGraph) -> dict[str, dict[str, Any]]:
             continue
         weight = graph.constant(graph.input_layer(lid, 1))
         if weight is None:
-            raise WeightError(f"{graph.xml_path}: the weights of convolution '{graph.name(lid)}' are "
-                              "not constant (quantized or unusual IR); the importer cannot read them")
+            raise WeightError(
+                f"{graph.xml_path}: the weights of convolution '{graph.name(lid)}' are "
+                "not constant (quantized or unusual IR); the importer cannot read them"
+            )
         weight = weight.astype(np.float64)
         bias = np.zeros(weight.shape[0])
         # fold per-channel elementwise ops that follow (bias Add, BatchNorm as Multiply + Add)
@@ -363,12 +433,19 @@ def _ir_convolutions(graph: _IRGraph) -> dict[str, dict[str, Any]]:
             else:
                 break
             tail = nxt
-        convs[lid] = {"weight": weight, "bias": bias, "tail": tail, "data": graph.data(lid),
-                      "name": graph.name(lid)}
+        convs[lid] = {
+            "weight": weight,
+            "bias": bias,
+            "tail": tail,
+            "data": graph.data(lid),
+            "name": graph.name(lid),
+        }
     return convs
 
 
-def _walk(graph: _IRGraph, start: str, forward: bool, convs: Mapping[str, Any]) -> tuple[set[str], list[str]]:
+def _walk(
+    graph: _IRGraph, start: str, forward: bool, convs: Mapping[str, Any]
+) -> tuple[set[str], list[str]]:
     """Convolutions first reached from ``start`` (not passing through another
     convolution), and the other layer types passed on the way."""
     found: set[str] = set()
@@ -380,7 +457,11 @@ def _walk(graph: _IRGraph, start: str, forward: bool, convs: Mapping[str, Any]) 
         if forward:
             nexts = [dst for dst, _ in graph.consumers[lid]]
         else:
-            nexts = [graph.producer[(lid, p)][0] for p in graph.inputs[lid] if (lid, p) in graph.producer]
+            nexts = [
+                graph.producer[(lid, p)][0]
+                for p in graph.inputs[lid]
+                if (lid, p) in graph.producer
+            ]
             if lid in convs:  # only the data input of a convolution
                 nexts = nexts[:1]
         for nxt in nexts:
@@ -397,20 +478,26 @@ def _walk(graph: _IRGraph, start: str, forward: bool, convs: Mapping[str, Any]) 
     return found, passed
 
 
-def convert_openvino_ir(xml_path: str | os.PathLike, bin_path: str | os.PathLike | None = None) -> ImportResult:
+def convert_openvino_ir(
+    xml_path: str | os.PathLike, bin_path: str | os.PathLike | None = None
+) -> ImportResult:
     """Upstream-layout state dict from an OpenVINO IR SuperPoint (``.xml`` + ``.bin``)."""
     xml_path = Path(xml_path)
     bin_path = Path(bin_path) if bin_path is not None else xml_path.with_suffix(".bin")
     if not xml_path.is_file():
         raise WeightError(f"OpenVINO IR not found: {xml_path}")
     if not bin_path.is_file():
-        raise WeightError(f"{xml_path}: its weights file {bin_path} is missing (an IR is a .xml + .bin pair)")
+        raise WeightError(
+            f"{xml_path}: its weights file {bin_path} is missing (an IR is a .xml + .bin pair)"
+        )
     graph = _IRGraph(xml_path, bin_path)
     convs = _ir_convolutions(graph)
     source = str(xml_path)
     if len(convs) != len(UPSTREAM_CONVS):
-        raise WeightError(f"{source}: found {len(convs)} convolutions, a SuperPoint has "
-                          f"{len(UPSTREAM_CONVS)}; not a SuperPoint IR")
+        raise WeightError(
+            f"{source}: found {len(convs)} convolutions, a SuperPoint has "
+            f"{len(UPSTREAM_CONVS)}; not a SuperPoint IR"
+        )
     params = [lid for lid in graph.layers if graph.type(lid) == "Parameter"]
     if len(params) != 1:
         raise WeightError(f"{source}: expected one input (the image), found {len(params)}")
@@ -428,52 +515,75 @@ def convert_openvino_ir(xml_path: str | os.PathLike, bin_path: str | os.PathLike
         if kind in ("Multiply", "Divide") and len(graph.inputs[lid]) == 2:
             operand = graph.constant(graph.input_layer(lid, 1))
         if operand is None or np.asarray(operand).size != 1:
-            raise WeightError(f"{source}: layer '{graph.name(lid)}' ({kind}) between the image and the "
-                              "first convolution cannot be folded into it (only a scalar scale can)")
+            raise WeightError(
+                f"{source}: layer '{graph.name(lid)}' ({kind}) between the image and the "
+                "first convolution cannot be folded into it (only a scalar scale can)"
+            )
         value = float(np.asarray(operand, np.float64).reshape(-1)[0])
         scale = scale * value if kind == "Multiply" else scale / value
     chain = [next(iter(first))]
     while len(chain) < len(ENCODER_CONVS):
         nxt, _ = _walk(graph, convs[chain[-1]]["tail"], True, convs)
         if len(nxt) != 1:
-            raise WeightError(f"{source}: convolution '{convs[chain[-1]]['name']}' (encoder layer "
-                              f"{len(chain)}) feeds {len(nxt)} convolutions; not a SuperPoint graph")
+            raise WeightError(
+                f"{source}: convolution '{convs[chain[-1]]['name']}' (encoder layer "
+                f"{len(chain)}) feeds {len(nxt)} convolutions; not a SuperPoint graph"
+            )
         chain.append(next(iter(nxt)))
     heads, _ = _walk(graph, convs[chain[-1]]["tail"], True, convs)
     if len(heads) != 2:
-        raise WeightError(f"{source}: the encoder output feeds {len(heads)} convolutions, expected the "
-                          "two heads")
+        raise WeightError(
+            f"{source}: the encoder output feeds {len(heads)} convolutions, expected the two heads"
+        )
     head_pairs = []
     for head in heads:
         second, _ = _walk(graph, convs[head]["tail"], True, convs)
         if len(second) != 1:
-            raise WeightError(f"{source}: head convolution '{convs[head]['name']}' feeds {len(second)} "
-                              "convolutions, expected 1")
+            raise WeightError(
+                f"{source}: head convolution '{convs[head]['name']}' feeds {len(second)} "
+                "convolutions, expected 1"
+            )
         head_pairs.append((head, next(iter(second))))
     detector = [p for p in head_pairs if convs[p[1]]["weight"].shape[0] == DETECTOR_CHANNELS]
     if len(detector) != 1:
-        raise WeightError(f"{source}: cannot tell the detector head (65 output channels) from the "
-                          "descriptor head")
+        raise WeightError(
+            f"{source}: cannot tell the detector head (65 output channels) from the "
+            "descriptor head"
+        )
     descriptor = [p for p in head_pairs if p is not detector[0]][0]
     names = dict(zip(chain, ENCODER_CONVS))
-    names.update({detector[0][0]: "convPa", detector[0][1]: "convPb",
-                  descriptor[0]: "convDa", descriptor[1]: "convDb"})
+    names.update(
+        {
+            detector[0][0]: "convPa",
+            detector[0][1]: "convPb",
+            descriptor[0]: "convDa",
+            descriptor[1]: "convDb",
+        }
+    )
     out: dict[str, np.ndarray] = {}
     for lid, name in names.items():
         conv = convs[lid]
         kernel = conv["weight"].shape[-1]
         expected_pad = str((kernel - 1) // 2)
         data = conv["data"]
-        pads = {data.get("pads_begin", "").replace(" ", ""), data.get("pads_end", "").replace(" ", "")}
+        pads = {
+            data.get("pads_begin", "").replace(" ", ""),
+            data.get("pads_end", "").replace(" ", ""),
+        }
         strides = data.get("strides", "1, 1").replace(" ", "")
         dilations = data.get("dilations", "1, 1").replace(" ", "")
         auto_pad = data.get("auto_pad", "explicit")
-        if strides != "1,1" or dilations != "1,1" or (
-                auto_pad == "explicit" and pads != {f"{expected_pad},{expected_pad}"}) or (
-                auto_pad not in ("explicit", "same_upper", "same_lower", "notset")):
-            raise WeightError(f"{source}: convolution '{conv['name']}' ({name}) has strides {strides}, "
-                              f"dilations {dilations}, pads {sorted(pads)} / {auto_pad}; SuperPoint uses "
-                              f"stride 1 and padding {expected_pad}")
+        if (
+            strides != "1,1"
+            or dilations != "1,1"
+            or (auto_pad == "explicit" and pads != {f"{expected_pad},{expected_pad}"})
+            or (auto_pad not in ("explicit", "same_upper", "same_lower", "notset"))
+        ):
+            raise WeightError(
+                f"{source}: convolution '{conv['name']}' ({name}) has strides {strides}, "
+                f"dilations {dilations}, pads {sorted(pads)} / {auto_pad}; SuperPoint uses "
+                f"stride 1 and padding {expected_pad}"
+            )
         weight, bias = conv["weight"], conv["bias"]
         if name == "conv1a" and scale != 1.0:
             weight = weight * scale
@@ -483,8 +593,10 @@ def convert_openvino_ir(xml_path: str | os.PathLike, bin_path: str | os.PathLike
     pools = sum(1 for lid in graph.layers if graph.type(lid) == "MaxPool")
     if pools != 3:
         notes.append(f"warning: the IR has {pools} MaxPool layers, SuperPoint has 3")
-    compressed = sorted({graph.data(lid).get("element_type") for lid in graph.layers if graph.type(lid) == "Const"}
-                        - {"i64", "i32", None})
+    compressed = sorted(
+        {graph.data(lid).get("element_type") for lid in graph.layers if graph.type(lid) == "Const"}
+        - {"i64", "i32", None}
+    )
     notes.append(f"read {len(names)} convolutions (constants stored as {', '.join(compressed)})")
     _check_shapes(out, source)
     return ImportResult(out, "openvino-ir", source, notes)
@@ -494,12 +606,22 @@ def convert_openvino_ir(xml_path: str | os.PathLike, bin_path: str | os.PathLike
 # Front end
 # ---------------------------------------------------------------------------
 
+
 def _check_shapes(state: Mapping[str, np.ndarray], source: str) -> None:
     """The converted dict must fit an upstream SuperPoint (any descriptor dim)."""
-    expected = {"conv1a": (64, 1, 3), "conv1b": (64, 64, 3), "conv2a": (64, 64, 3), "conv2b": (64, 64, 3),
-                "conv3a": (128, 64, 3), "conv3b": (128, 128, 3), "conv4a": (128, 128, 3),
-                "conv4b": (128, 128, 3), "convPa": (256, 128, 3), "convPb": (65, 256, 1),
-                "convDa": (256, 128, 3)}
+    expected = {
+        "conv1a": (64, 1, 3),
+        "conv1b": (64, 64, 3),
+        "conv2a": (64, 64, 3),
+        "conv2b": (64, 64, 3),
+        "conv3a": (128, 64, 3),
+        "conv3b": (128, 128, 3),
+        "conv4a": (128, 128, 3),
+        "conv4b": (128, 128, 3),
+        "convPa": (256, 128, 3),
+        "convPb": (65, 256, 1),
+        "convDa": (256, 128, 3),
+    }
     wrong = []
     for name, (o, i, k) in expected.items():
         if tuple(state[f"{name}.weight"].shape) != (o, i, k, k):
@@ -508,7 +630,9 @@ def _check_shapes(state: Mapping[str, np.ndarray], source: str) -> None:
     if len(db) != 4 or db[1:] != (256, 1, 1):
         wrong.append(f"convDb: {tuple(db)} vs (D, 256, 1, 1)")
     if wrong:
-        raise WeightError(f"{source} does not have SuperPoint's layer shapes: {'; '.join(wrong[:4])}")
+        raise WeightError(
+            f"{source} does not have SuperPoint's layer shapes: {'; '.join(wrong[:4])}"
+        )
 
 
 def detect_kind(path: str | os.PathLike) -> str:
@@ -518,14 +642,19 @@ def detect_kind(path: str | os.PathLike) -> str:
         xmls = sorted(path.glob("*.xml"))
         if len(xmls) == 1:
             return "openvino-ir"
-        raise WeightError(f"{path} is a folder; pass the model file (.xml of an IR, or a .pth/.pth.tar)")
-    if path.suffix.lower() == ".xml" or (path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file()):
+        raise WeightError(
+            f"{path} is a folder; pass the model file (.xml of an IR, or a .pth/.pth.tar)"
+        )
+    if path.suffix.lower() == ".xml" or (
+        path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file()
+    ):
         return "openvino-ir"
     return "checkpoint"
 
 
-def import_superpoint(source: str | os.PathLike, kind: str = "auto", eps: float = BN_EPS,
-                      trust_pickle: bool = False) -> ImportResult:
+def import_superpoint(
+    source: str | os.PathLike, kind: str = "auto", eps: float = BN_EPS, trust_pickle: bool = False
+) -> ImportResult:
     """Convert ``source`` (checkpoint or IR) to an upstream-layout state dict."""
     path = Path(source).expanduser()
     if not path.exists():
@@ -540,12 +669,15 @@ def import_superpoint(source: str | os.PathLike, kind: str = "auto", eps: float 
     raise WeightError(f"unknown import kind '{kind}' (auto, checkpoint, openvino-ir)")
 
 
-def save_state_dict(result: ImportResult, output: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_state_dict(
+    result: ImportResult, output: str | os.PathLike, overwrite: bool = False
+) -> Path:
     """Write the upstream-layout state dict as a ``.pth`` and check that the
     SuperPoint network loads it strictly."""
     import torch
 
     from .weights import load_superpoint
+
     output = Path(output).expanduser()
     if output.exists() and not overwrite:
         raise WeightError(f"{output} exists; pass --force to overwrite it")
@@ -558,12 +690,15 @@ def save_state_dict(result: ImportResult, output: str | os.PathLike, overwrite: 
     return output
 
 
-def max_dense_difference(state_a: Mapping[str, Any], forward_b, image: np.ndarray) -> tuple[float, float]:
+def max_dense_difference(
+    state_a: Mapping[str, Any], forward_b, image: np.ndarray
+) -> tuple[float, float]:
     """Largest |semi| and |normalised desc| difference between a SuperPoint with
     ``state_a`` and ``forward_b(image) -> (semi, desc)`` on one (1, 1, H, W) image."""
     import torch
 
     from .superpoint import SuperPoint
+
     state = {k: torch.as_tensor(np.asarray(v)) for k, v in state_a.items()}
     model = SuperPoint({"descriptor_dim": int(state["convDb.weight"].shape[0])}).eval()
     model.load_state_dict(state, strict=True)

@@ -4,6 +4,7 @@ Keypoint encoder, attentional GNN of alternating self/cross layers, final
 projection, and optimal transport with a learned dustbin score, as in the
 paper and the upstream release.
 """
+
 from __future__ import annotations
 
 from copy import deepcopy
@@ -12,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..matching.superglue_post import superglue_config
+from .config import superglue_config
 
 NUM_HEADS = 4
 
@@ -44,15 +45,19 @@ class KeypointEncoder(nn.Module):
         return self.encoder(torch.cat([kpts.transpose(1, 2), scores.unsqueeze(1)], dim=1))
 
 
-def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-              key_mask: torch.Tensor | None = None) -> torch.Tensor:
+def attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Scaled dot-product attention over (B, head_dim, heads, N) tensors.
 
     ``key_mask`` (B, M) bool, True for real source points: padded sources get
     -inf logits so they take no weight (used by the static-shape export).
     """
     dim = query.shape[1]
-    logits = torch.einsum("bdhn,bdhm->bhnm", query, key) / dim ** 0.5
+    logits = torch.einsum("bdhn,bdhm->bhnm", query, key) / dim**0.5
     if key_mask is not None:
         logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
     prob = torch.softmax(logits, dim=-1)
@@ -70,12 +75,19 @@ class MultiHeadedAttention(nn.Module):
         self.merge = nn.Conv1d(d_model, d_model, kernel_size=1)
         self.proj = nn.ModuleList([deepcopy(self.merge) for _ in range(3)])
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         b = query.size(0)
         # view(B, head_dim, heads, N): channel c belongs to head c % heads
-        q, k, v = [proj(x).view(b, self.dim, self.num_heads, -1)
-                   for proj, x in zip(self.proj, (query, key, value))]
+        q, k, v = [
+            proj(x).view(b, self.dim, self.num_heads, -1)
+            for proj, x in zip(self.proj, (query, key, value))
+        ]
         x = attention(q, k, v, key_mask)
         return self.merge(x.contiguous().view(b, self.dim * self.num_heads, -1))
 
@@ -87,8 +99,9 @@ class AttentionalPropagation(nn.Module):
         self.mlp = mlp([feature_dim * 2, feature_dim * 2, feature_dim])
         nn.init.constant_(self.mlp[-1].bias, 0.0)
 
-    def forward(self, x: torch.Tensor, source: torch.Tensor,
-                source_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         message = self.attn(x, source, source, source_mask)
         return self.mlp(torch.cat([x, message], dim=1))
 
@@ -96,12 +109,18 @@ class AttentionalPropagation(nn.Module):
 class AttentionalGNN(nn.Module):
     def __init__(self, feature_dim: int, layer_names: Sequence[str]):
         super().__init__()
-        self.layers = nn.ModuleList([AttentionalPropagation(feature_dim, NUM_HEADS)
-                                     for _ in layer_names])
+        self.layers = nn.ModuleList(
+            [AttentionalPropagation(feature_dim, NUM_HEADS) for _ in layer_names]
+        )
         self.names = list(layer_names)
 
-    def forward(self, desc0: torch.Tensor, desc1: torch.Tensor,
-                mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None):
+    def forward(
+        self,
+        desc0: torch.Tensor,
+        desc1: torch.Tensor,
+        mask0: torch.Tensor | None = None,
+        mask1: torch.Tensor | None = None,
+    ):
         for layer, name in zip(self.layers, self.names):
             if name == "cross":
                 src0, src1, smask0, smask1 = desc1, desc0, mask1, mask0
@@ -112,8 +131,9 @@ class AttentionalGNN(nn.Module):
         return desc0, desc1
 
 
-def log_sinkhorn_iterations(z: torch.Tensor, log_mu: torch.Tensor, log_nu: torch.Tensor,
-                            iters: int) -> torch.Tensor:
+def log_sinkhorn_iterations(
+    z: torch.Tensor, log_mu: torch.Tensor, log_nu: torch.Tensor, iters: int
+) -> torch.Tensor:
     u, v = torch.zeros_like(log_mu), torch.zeros_like(log_nu)
     for _ in range(iters):
         u = log_mu - torch.logsumexp(z + v.unsqueeze(1), dim=2)
@@ -154,7 +174,9 @@ class SuperGlue(nn.Module):
         scores = self.similarity(kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1)
         return self.optimal_transport(scores)
 
-    def similarity(self, kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1) -> torch.Tensor:
+    def similarity(
+        self, kpts0, scores0, desc0, size0, kpts1, scores1, desc1, size1
+    ) -> torch.Tensor:
         """The score matrix (B, m, n) before optimal transport."""
         desc0 = desc0 + self.kenc(normalize_keypoints(kpts0, *size0), scores0)
         desc1 = desc1 + self.kenc(normalize_keypoints(kpts1, *size1), scores1)
@@ -171,14 +193,24 @@ class SuperGlue(nn.Module):
         kpts0, kpts1 = data["keypoints0"], data["keypoints1"]
         if kpts0.shape[1] == 0 or kpts1.shape[1] == 0:
             shape0, shape1 = kpts0.shape[:-1], kpts1.shape[:-1]
-            return {"matches0": kpts0.new_full(shape0, -1, dtype=torch.int64),
-                    "matches1": kpts1.new_full(shape1, -1, dtype=torch.int64),
-                    "matching_scores0": kpts0.new_zeros(shape0),
-                    "matching_scores1": kpts1.new_zeros(shape1)}
+            return {
+                "matches0": kpts0.new_full(shape0, -1, dtype=torch.int64),
+                "matches1": kpts1.new_full(shape1, -1, dtype=torch.int64),
+                "matching_scores0": kpts0.new_zeros(shape0),
+                "matching_scores1": kpts1.new_zeros(shape1),
+            }
         h0, w0 = data["image0"].shape[-2:]
         h1, w1 = data["image1"].shape[-2:]
-        scores = self.scores(kpts0, data["scores0"], data["descriptors0"], (w0, h0),
-                             kpts1, data["scores1"], data["descriptors1"], (w1, h1))
+        scores = self.scores(
+            kpts0,
+            data["scores0"],
+            data["descriptors0"],
+            (w0, h0),
+            kpts1,
+            data["scores1"],
+            data["descriptors1"],
+            (w1, h1),
+        )
         return {"log_assignment": scores, **mutual_matches(scores, self.config["match_threshold"])}
 
 
@@ -186,18 +218,23 @@ def mutual_matches(scores: torch.Tensor, threshold: float) -> dict[str, torch.Te
     """Upstream match extraction from the log assignment, in torch."""
     max0, max1 = scores[:, :-1, :-1].max(2), scores[:, :-1, :-1].max(1)
     indices0, indices1 = max0.indices, max1.indices
-    mutual0 = torch.arange(indices0.shape[1], device=scores.device)[None] == indices1.gather(1, indices0)
-    mutual1 = torch.arange(indices1.shape[1], device=scores.device)[None] == indices0.gather(1, indices1)
+    mutual0 = torch.arange(indices0.shape[1], device=scores.device)[None] == indices1.gather(
+        1, indices0
+    )
+    mutual1 = torch.arange(indices1.shape[1], device=scores.device)[None] == indices0.gather(
+        1, indices1
+    )
     zero = scores.new_tensor(0)
     mscores0 = torch.where(mutual0, max0.values.exp(), zero)
     mscores1 = torch.where(mutual1, mscores0.gather(1, indices1), zero)
     valid0 = mutual0 & (mscores0 > threshold)
     valid1 = mutual1 & valid0.gather(1, indices1)
-    return {"matches0": torch.where(valid0, indices0, indices0.new_tensor(-1)),
-            "matches1": torch.where(valid1, indices1, indices1.new_tensor(-1)),
-            "matching_scores0": mscores0, "matching_scores1": mscores1}
-
-
+    return {
+        "matches0": torch.where(valid0, indices0, indices0.new_tensor(-1)),
+        "matches1": torch.where(valid1, indices1, indices1.new_tensor(-1)),
+        "matching_scores0": mscores0,
+        "matching_scores1": mscores1,
+    }
 
 
 # ---- masked variant for static-shape export (K slots, validity masks) ----------
@@ -227,6 +264,7 @@ def mutual_matches(scores: torch.Tensor, threshold: float) -> dict[str, torch.Te
 # modules (Einsum, masked_fill, ReduceLogSumExp); the results agree with the
 # reference to float rounding (log assignment within ~1e-5 relative).
 
+
 def normalize_keypoints_sized(kpts: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
     """:func:`normalize_keypoints` with the sizes as a (B, 2) tensor of (W, H)."""
     size = image_size.to(kpts)[:, None, :]
@@ -238,8 +276,9 @@ def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     keys, a large finite negative for padded ones (finite so that fp16 models and
     the degenerate all-padded case never produce NaN; exp underflows to 0)."""
     neg = torch.finfo(dtype).min / 2
-    return torch.where(mask > 0.5, torch.zeros((), dtype=dtype),
-                       torch.full((), neg, dtype=dtype))[:, None, None, :]
+    return torch.where(mask > 0.5, torch.zeros((), dtype=dtype), torch.full((), neg, dtype=dtype))[
+        :, None, None, :
+    ]
 
 
 def _head_order(channels: int, heads: int) -> torch.Tensor:
@@ -259,7 +298,7 @@ class FoldedPropagation(nn.Module):
         channels = heads * dim
         dtype = attn.merge.weight.dtype
         perm = _head_order(channels, heads)
-        scale = 1.0 / dim ** 0.5
+        scale = 1.0 / dim**0.5
         w = [p.weight.detach().double()[:, :, 0][perm] for p in attn.proj]
         b = [p.bias.detach().double()[perm] for p in attn.proj]
         w[0], b[0] = w[0] * scale, b[0] * scale
@@ -270,18 +309,22 @@ class FoldedPropagation(nn.Module):
         w1a, w1b = w1[:, :channels], w1[:, channels:]
         wm = attn.merge.weight.detach().double()[:, :, 0][:, perm]
         bm = attn.merge.bias.detach().double()
-        gain = norm.weight.detach().double() / torch.sqrt(norm.running_var.detach().double() + norm.eps)
+        gain = norm.weight.detach().double() / torch.sqrt(
+            norm.running_var.detach().double() + norm.eps
+        )
         weight1 = torch.cat([w1a, w1b @ wm], dim=1) * gain[:, None]
-        bias1 = (conv1.bias.detach().double() + w1b @ bm - norm.running_mean.detach().double()) * gain \
-            + norm.bias.detach().double()
+        bias1 = (
+            conv1.bias.detach().double() + w1b @ bm - norm.running_mean.detach().double()
+        ) * gain + norm.bias.detach().double()
         self.register_buffer("mlp_weight1", weight1[:, :, None].to(dtype))
         self.register_buffer("mlp_bias1", bias1.to(dtype))
         self.register_buffer("mlp_weight2", conv2.weight.detach().clone())
         self.register_buffer("mlp_bias2", conv2.bias.detach().clone())
         self.heads = heads
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               bias: torch.Tensor | None) -> torch.Tensor:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """(B, C, N) queries (pre-scaled) on (B, C, M) keys/values, contiguous heads."""
         b, c = q.shape[0], q.shape[1]
         dim = c // self.heads
@@ -294,12 +337,17 @@ class FoldedPropagation(nn.Module):
         prob = torch.softmax(logits, dim=-1)
         return torch.matmul(v, prob.transpose(2, 3)).reshape(b, c, -1)  # B, C, N
 
-    def forward(self, x0: torch.Tensor, x1: torch.Tensor, bias0, bias1,
-                cross: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x0: torch.Tensor, x1: torch.Tensor, bias0, bias1, cross: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both images' descriptors (B, C, N0), (B, C, N1) -> updated."""
         c = x0.shape[1]
-        q0, k0, v0 = torch.split(nn.functional.conv1d(x0, self.qkv_weight, self.qkv_bias), c, dim=1)
-        q1, k1, v1 = torch.split(nn.functional.conv1d(x1, self.qkv_weight, self.qkv_bias), c, dim=1)
+        q0, k0, v0 = torch.split(
+            nn.functional.conv1d(x0, self.qkv_weight, self.qkv_bias), c, dim=1
+        )
+        q1, k1, v1 = torch.split(
+            nn.functional.conv1d(x1, self.qkv_weight, self.qkv_bias), c, dim=1
+        )
         if cross:
             m0, m1 = self.attend(q0, k1, v1, bias1), self.attend(q1, k0, v0, bias0)
         else:
@@ -307,13 +355,15 @@ class FoldedPropagation(nn.Module):
         return x0 + self.mlp(x0, m0), x1 + self.mlp(x1, m1)
 
     def mlp(self, x: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        hidden = nn.functional.relu(nn.functional.conv1d(torch.cat([x, message], dim=1),
-                                                         self.mlp_weight1, self.mlp_bias1))
+        hidden = nn.functional.relu(
+            nn.functional.conv1d(torch.cat([x, message], dim=1), self.mlp_weight1, self.mlp_bias1)
+        )
         return nn.functional.conv1d(hidden, self.mlp_weight2, self.mlp_bias2)
 
 
-def log_optimal_transport_masked(scores: torch.Tensor, alpha: torch.Tensor, iters: int,
-                                 mask0: torch.Tensor, mask1: torch.Tensor) -> torch.Tensor:
+def log_optimal_transport_masked(
+    scores: torch.Tensor, alpha: torch.Tensor, iters: int, mask0: torch.Tensor, mask1: torch.Tensor
+) -> torch.Tensor:
     """:func:`log_optimal_transport` over the valid slots of padded score matrices.
 
     ``scores`` (B, M, N) for M, N slots; ``mask0`` (B, M), ``mask1`` (B, N) float,
@@ -378,19 +428,39 @@ class MaskedSuperGlue(nn.Module):
         self.layers = nn.ModuleList([FoldedPropagation(layer) for layer in superglue.gnn.layers])
         self.cross = [name == "cross" for name in superglue.gnn.names]
         dim = self.config["descriptor_dim"]
-        quarter = dim ** -0.25
+        quarter = dim**-0.25
         proj = superglue.final_proj
-        self.register_buffer("proj_weight", (proj.weight.detach().double() * quarter).to(proj.weight.dtype))
-        self.register_buffer("proj_bias", (proj.bias.detach().double() * quarter).to(proj.bias.dtype))
+        self.register_buffer(
+            "proj_weight", (proj.weight.detach().double() * quarter).to(proj.weight.dtype)
+        )
+        self.register_buffer(
+            "proj_bias", (proj.bias.detach().double() * quarter).to(proj.bias.dtype)
+        )
 
-    def forward(self, keypoints0, scores0, descriptors0, mask0, image_size0,
-                keypoints1, scores1, descriptors1, mask1, image_size1) -> torch.Tensor:
+    def forward(
+        self,
+        keypoints0,
+        scores0,
+        descriptors0,
+        mask0,
+        image_size0,
+        keypoints1,
+        scores1,
+        descriptors1,
+        mask1,
+        image_size1,
+    ) -> torch.Tensor:
         model = self.superglue
         dtype = descriptors0.dtype
         bias0, bias1 = mask_bias(mask0, dtype), mask_bias(mask1, dtype)
         n0 = keypoints0.shape[1]
-        kpts = torch.cat([normalize_keypoints_sized(keypoints0, image_size0),
-                          normalize_keypoints_sized(keypoints1, image_size1)], dim=1)
+        kpts = torch.cat(
+            [
+                normalize_keypoints_sized(keypoints0, image_size0),
+                normalize_keypoints_sized(keypoints1, image_size1),
+            ],
+            dim=1,
+        )
         scores = torch.cat([scores0, scores1], dim=1)
         if kpts.dtype != dtype:  # half-precision network: positions normalised in float32 first
             kpts, scores = kpts.to(dtype), scores.to(dtype)
@@ -401,8 +471,13 @@ class MaskedSuperGlue(nn.Module):
         mdesc0 = nn.functional.conv1d(x0, self.proj_weight, self.proj_bias)
         mdesc1 = nn.functional.conv1d(x1, self.proj_weight, self.proj_bias)
         scores = torch.matmul(mdesc0.transpose(1, 2), mdesc1)
-        return log_optimal_transport_masked(scores.float(), model.bin_score.float(),
-                                            self.config["sinkhorn_iterations"], mask0, mask1)
+        return log_optimal_transport_masked(
+            scores.float(),
+            model.bin_score.float(),
+            self.config["sinkhorn_iterations"],
+            mask0,
+            mask1,
+        )
 
 
 def superglue_masked_scores(model: "SuperGlue", *inputs: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@
 reference semantics that the numpy host path and the benchmark baseline are
 checked against.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -13,10 +14,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..features.superpoint_post import CELL, superpoint_config
+from .config import CELL, superpoint_config
 
-ENCODER = [("conv1a", 1, 64), ("conv1b", 64, 64), ("conv2a", 64, 64), ("conv2b", 64, 64),
-           ("conv3a", 64, 128), ("conv3b", 128, 128), ("conv4a", 128, 128), ("conv4b", 128, 128)]
+ENCODER = [
+    ("conv1a", 1, 64),
+    ("conv1b", 64, 64),
+    ("conv2a", 64, 64),
+    ("conv2b", 64, 64),
+    ("conv3a", 64, 128),
+    ("conv3b", 128, 128),
+    ("conv4a", 128, 128),
+    ("conv4b", 128, 128),
+]
 
 
 class SuperPoint(nn.Module):
@@ -28,7 +37,9 @@ class SuperPoint(nn.Module):
         self.convPa = nn.Conv2d(128, 256, kernel_size=3, stride=1, padding=1)
         self.convPb = nn.Conv2d(256, 65, kernel_size=1, stride=1, padding=0)
         self.convDa = nn.Conv2d(128, 256, kernel_size=3, stride=1, padding=1)
-        self.convDb = nn.Conv2d(256, self.config["descriptor_dim"], kernel_size=1, stride=1, padding=0)
+        self.convDb = nn.Conv2d(
+            256, self.config["descriptor_dim"], kernel_size=1, stride=1, padding=0
+        )
 
     def forward_dense(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B, 1, H, W) in [0, 1] -> logits (B, 65, H/8, W/8) and the raw,
@@ -61,18 +72,26 @@ def simple_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where(keep, scores, zeros)
 
 
-def sample_descriptors(keypoints: torch.Tensor, descriptors: torch.Tensor, s: int = CELL) -> torch.Tensor:
+def sample_descriptors(
+    keypoints: torch.Tensor, descriptors: torch.Tensor, s: int = CELL
+) -> torch.Tensor:
     """keypoints (B, N, 2) x,y; descriptors (B, D, h, w) normalised map -> (B, D, N)."""
     b, c, h, w = descriptors.shape
     keypoints = keypoints - s / 2 + 0.5
-    keypoints = keypoints / torch.tensor([(w * s - s / 2 - 0.5), (h * s - s / 2 - 0.5)]).to(keypoints)[None]
+    keypoints = (
+        keypoints
+        / torch.tensor([(w * s - s / 2 - 0.5), (h * s - s / 2 - 0.5)]).to(keypoints)[None]
+    )
     keypoints = keypoints * 2 - 1
-    sampled = F.grid_sample(descriptors, keypoints.view(b, 1, -1, 2), mode="bilinear", align_corners=True)
+    sampled = F.grid_sample(
+        descriptors, keypoints.view(b, 1, -1, 2), mode="bilinear", align_corners=True
+    )
     return F.normalize(sampled.reshape(b, c, -1), p=2, dim=1)
 
 
-def reference_postprocess(semi: torch.Tensor, raw_descriptors: torch.Tensor,
-                          config: Mapping[str, Any]) -> dict[str, list[torch.Tensor]]:
+def reference_postprocess(
+    semi: torch.Tensor, raw_descriptors: torch.Tensor, config: Mapping[str, Any]
+) -> dict[str, list[torch.Tensor]]:
     """Upstream SuperPoint post-processing in torch, per image of the batch."""
     scores = F.softmax(semi, 1)[:, :-1]
     b, _, h, w = scores.shape
@@ -86,8 +105,12 @@ def reference_postprocess(semi: torch.Tensor, raw_descriptors: torch.Tensor,
     for i in range(b):
         rc = torch.nonzero(scores[i] > config["keypoint_threshold"])
         values = scores[i][tuple(rc.t())]
-        inside = ((rc[:, 0] >= border) & (rc[:, 0] < h * CELL - border)
-                  & (rc[:, 1] >= border) & (rc[:, 1] < w * CELL - border))
+        inside = (
+            (rc[:, 0] >= border)
+            & (rc[:, 0] < h * CELL - border)
+            & (rc[:, 1] >= border)
+            & (rc[:, 1] < w * CELL - border)
+        )
         rc, values = rc[inside], values[inside]
         k = config["max_keypoints"]
         if 0 <= k < len(rc):
@@ -96,5 +119,5 @@ def reference_postprocess(semi: torch.Tensor, raw_descriptors: torch.Tensor,
         kp = torch.flip(rc, [1]).float()
         out["keypoints"].append(kp)
         out["scores"].append(values)
-        out["descriptors"].append(sample_descriptors(kp[None], descriptors[i:i + 1])[0])
+        out["descriptors"].append(sample_descriptors(kp[None], descriptors[i : i + 1])[0])
     return out

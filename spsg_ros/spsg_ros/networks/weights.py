@@ -7,6 +7,7 @@ license) are never shipped: ``spsg-ros models download`` fetches them into
 against the network's own state dict so that every mistake gets a message
 saying what is wrong and how to fix it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,19 +35,22 @@ LICENSE_NOTICE = (
 
 @dataclass(frozen=True)
 class UpstreamWeights:
-    name: str          # short name used on the command line
+    name: str  # short name used on the command line
     filename: str
-    network: str       # "superpoint" or "superglue"
+    network: str  # "superpoint" or "superglue"
     git_blob_sha1: str  # SHA-1 of b"blob <size>\0" + content
 
 
 UPSTREAM_WEIGHTS = {
-    "superpoint": UpstreamWeights("superpoint", "superpoint_v1.pth", "superpoint",
-                                  "107a444ca318d487390137d619d49f2f0a3b1ad8"),
-    "indoor": UpstreamWeights("indoor", "superglue_indoor.pth", "superglue",
-                              "2b54532f1b7321505cac79ee3a2863ef2ab2d163"),
-    "outdoor": UpstreamWeights("outdoor", "superglue_outdoor.pth", "superglue",
-                               "5ca3392bd5349790d7bc1c246961fc041b88c1e8"),
+    "superpoint": UpstreamWeights(
+        "superpoint", "superpoint_v1.pth", "superpoint", "107a444ca318d487390137d619d49f2f0a3b1ad8"
+    ),
+    "indoor": UpstreamWeights(
+        "indoor", "superglue_indoor.pth", "superglue", "2b54532f1b7321505cac79ee3a2863ef2ab2d163"
+    ),
+    "outdoor": UpstreamWeights(
+        "outdoor", "superglue_outdoor.pth", "superglue", "5ca3392bd5349790d7bc1c246961fc041b88c1e8"
+    ),
 }
 
 
@@ -83,8 +87,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights(spec: str | os.PathLike, network: str,
-                    weights_dir: str | os.PathLike | None = None) -> Path:
+def resolve_weights(
+    spec: str | os.PathLike, network: str, weights_dir: str | os.PathLike | None = None
+) -> Path:
     """Path of the weights named by ``spec``: a path, or an upstream short name
     (``superpoint``, ``indoor``, ``outdoor``) looked up in ``weights_dir``."""
     spec_str = str(spec)
@@ -101,14 +106,17 @@ def resolve_weights(spec: str | os.PathLike, network: str,
             raise WeightError(
                 f"{network} weights '{spec_str}' not found: looked for {path}. Get them with "
                 f"`spsg-ros models download --weights-dir {folder}` (upstream {UPSTREAM_REPO}, "
-                "non-commercial license), or pass a file path.")
+                "non-commercial license), or pass a file path."
+            )
         return path
     path = Path(spec_str).expanduser()
     if not path.is_file():
-        hint = ("" if path.suffix else
-                f" (short names: {', '.join(n for n, e in UPSTREAM_WEIGHTS.items() if e.network == network)})")
-        raise WeightError(f"{network} weight file not found: {path}{hint}. Run `spsg-ros models "
-                          "download` for the upstream files, or check the path.")
+        names = ", ".join(n for n, e in UPSTREAM_WEIGHTS.items() if e.network == network)
+        hint = "" if path.suffix else f" (short names: {names})"
+        raise WeightError(
+            f"{network} weight file not found: {path}{hint}. Run `spsg-ros models "
+            "download` for the upstream files, or check the path."
+        )
     return path
 
 
@@ -117,12 +125,20 @@ def _single_candidate(folder: Path, network: str, name: str) -> Path | None:
     (e.g. fine-tuned or test weights); use it, loudly. Several: refuse to guess."""
     candidates = sorted(folder.glob(f"{network}*.pth")) if folder.is_dir() else []
     if len(candidates) > 1:
-        raise WeightError(f"{network} weights '{name}': {folder} has no {UPSTREAM_WEIGHTS[name].filename} "
-                          f"and several candidates ({', '.join(p.name for p in candidates)}); "
-                          "pass the file path explicitly")
+        raise WeightError(
+            f"{network} weights '{name}': {folder} has no {UPSTREAM_WEIGHTS[name].filename} "
+            f"and several candidates ({', '.join(p.name for p in candidates)}); "
+            "pass the file path explicitly"
+        )
     if candidates:
-        log.warning("%s weights '%s': %s not in %s, using %s", network, name,
-                    UPSTREAM_WEIGHTS[name].filename, folder, candidates[0].name)
+        log.warning(
+            "%s weights '%s': %s not in %s, using %s",
+            network,
+            name,
+            UPSTREAM_WEIGHTS[name].filename,
+            folder,
+            candidates[0].name,
+        )
         return candidates[0]
     return None
 
@@ -132,20 +148,26 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         import torch
     except ImportError as exc:  # torch is an optional extra
-        raise WeightError("loading .pth weights needs PyTorch: pip install torch==2.13.0 "
-                          "(or use an exported ONNX/OM model with another backend)") from exc
+        raise WeightError(
+            "loading .pth weights needs PyTorch: pip install torch==2.13.0 "
+            "(or use an exported ONNX/OM model with another backend)"
+        ) from exc
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise WeightError(f"{path} is not a readable PyTorch weight file "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise WeightError(
+            f"{path} is not a readable PyTorch weight file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     if not isinstance(obj, Mapping):
         raise WeightError(f"{path} holds a {type(obj).__name__}, not a state dict")
     for nested in ("model_state_dict", "state_dict", "model"):
         if nested in obj and isinstance(obj[nested], Mapping):
-            raise WeightError(f"{path} is a training checkpoint (key '{nested}'), not an upstream "
-                              "state dict: convert it with `spsg-ros models import`")
+            raise WeightError(
+                f"{path} is a training checkpoint (key '{nested}'), not an upstream "
+                "state dict: convert it with `spsg-ros models import`"
+            )
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightError(f"{path} is a dict but not a state dict of tensors")
     return dict(obj)
@@ -159,14 +181,17 @@ def _identify(keys: set[str]) -> str | None:
     return None
 
 
-def check_state_dict(state: Mapping[str, Any], expected: Mapping[str, Any], network: str,
-                     source: str) -> None:
+def check_state_dict(
+    state: Mapping[str, Any], expected: Mapping[str, Any], network: str, source: str
+) -> None:
     """Raise WeightError naming missing/unexpected keys and wrong shapes."""
     found = _identify(set(state))
     if found is not None and found != network:
         option = "--superglue-weights" if found == "superglue" else "--superpoint-weights"
-        raise WeightError(f"{source} holds {found} weights but was given as {network} weights; "
-                          f"pass it with {option}")
+        raise WeightError(
+            f"{source} holds {found} weights but was given as {network} weights; "
+            f"pass it with {option}"
+        )
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     problems = []
@@ -174,25 +199,34 @@ def check_state_dict(state: Mapping[str, Any], expected: Mapping[str, Any], netw
         problems.append(f"missing keys {_short(missing)}")
     if unexpected:
         problems.append(f"unexpected keys {_short(unexpected)}")
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
-             for k in sorted(set(state) & set(expected))
-             if tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if wrong:
         problems.append(f"wrong shapes ({'; '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''})")
     if problems:
-        raise WeightError(f"{source} does not fit the {network} network: " + ", ".join(problems)
-                          + ". Check the file and the network configuration (descriptor_dim, "
-                          "keypoint_encoder, GNN_layers).")
+        raise WeightError(
+            f"{source} does not fit the {network} network: "
+            + ", ".join(problems)
+            + ". Check the file and the network configuration (descriptor_dim, "
+            "keypoint_encoder, GNN_layers)."
+        )
 
 
 def _short(keys: list[str]) -> str:
     return ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
-def load_superpoint(spec: str | os.PathLike = "superpoint", config: Mapping[str, Any] | None = None,
-                    weights_dir: str | os.PathLike | None = None):
+def load_superpoint(
+    spec: str | os.PathLike = "superpoint",
+    config: Mapping[str, Any] | None = None,
+    weights_dir: str | os.PathLike | None = None,
+):
     """A SuperPoint in eval mode with the given weights (strict)."""
     from .superpoint import SuperPoint
+
     path = resolve_weights(spec, "superpoint", weights_dir)
     model = SuperPoint(config)
     state = load_state_dict(path)
@@ -201,10 +235,14 @@ def load_superpoint(spec: str | os.PathLike = "superpoint", config: Mapping[str,
     return model.eval()
 
 
-def load_superglue(spec: str | os.PathLike = "indoor", config: Mapping[str, Any] | None = None,
-                   weights_dir: str | os.PathLike | None = None):
+def load_superglue(
+    spec: str | os.PathLike = "indoor",
+    config: Mapping[str, Any] | None = None,
+    weights_dir: str | os.PathLike | None = None,
+):
     """A SuperGlue in eval mode with the given weights (strict)."""
     from .superglue import SuperGlue
+
     path = resolve_weights(spec, "superglue", weights_dir)
     model = SuperGlue(config)
     state = load_state_dict(path)
@@ -213,9 +251,13 @@ def load_superglue(spec: str | os.PathLike = "indoor", config: Mapping[str, Any]
     return model.eval()
 
 
-def download_weights(names: list[str] | None = None, weights_dir: str | os.PathLike | None = None,
-                     base_url: str = UPSTREAM_BASE_URL, force: bool = False,
-                     progress: bool = True) -> dict[str, Path]:
+def download_weights(
+    names: list[str] | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    base_url: str = UPSTREAM_BASE_URL,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Path]:
     """Fetch upstream weights, verify their git blob id, store them in ``weights_dir``.
 
     ``base_url`` may be a ``file://`` URL of a local mirror (used by the tests).
@@ -227,7 +269,9 @@ def download_weights(names: list[str] | None = None, weights_dir: str | os.PathL
     result = {}
     for name in names or list(UPSTREAM_WEIGHTS):
         if name not in UPSTREAM_WEIGHTS:
-            raise WeightError(f"unknown weights '{name}' (choose from {', '.join(UPSTREAM_WEIGHTS)})")
+            raise WeightError(
+                f"unknown weights '{name}' (choose from {', '.join(UPSTREAM_WEIGHTS)})"
+            )
         entry = UPSTREAM_WEIGHTS[name]
         target = folder / entry.filename
         if target.is_file() and not force and git_blob_sha1(target) == entry.git_blob_sha1:
@@ -241,13 +285,17 @@ def download_weights(names: list[str] | None = None, weights_dir: str | os.PathL
             except Exception as exc:
                 tmp.close()
                 tmp_path.unlink(missing_ok=True)
-                raise WeightError(f"could not download {url}: {exc}. Download it by hand into "
-                                  f"{folder} or pass the file path.") from exc
+                raise WeightError(
+                    f"could not download {url}: {exc}. Download it by hand into "
+                    f"{folder} or pass the file path."
+                ) from exc
         digest = git_blob_sha1(tmp_path)
         if digest != entry.git_blob_sha1:
             tmp_path.unlink(missing_ok=True)
-            raise WeightError(f"{url} has git blob id {digest}, expected {entry.git_blob_sha1}: "
-                              "the download is corrupt or not the upstream file")
+            raise WeightError(
+                f"{url} has git blob id {digest}, expected {entry.git_blob_sha1}: "
+                "the download is corrupt or not the upstream file"
+            )
         shutil.move(str(tmp_path), target)
         result[name] = target
     return result
@@ -259,6 +307,7 @@ def _fetch(url: str, out, progress: bool) -> None:
         bar = None
         if progress:
             from tqdm import tqdm
+
             bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1])
         for chunk in iter(lambda: response.read(1 << 16), b""):
             out.write(chunk)

@@ -20,7 +20,7 @@ Subscriptions only store the newest input and wake the worker thread
 image, runs the frontend and publishes every output stamped with the input
 image's stamp and frame id. Parameters are described in
 :mod:`spsg_ros.ros.parameters`, message conversions in
-:mod:`spsg_ros.ros.conversions`.
+:mod:`spsg_ros.messages.conversions`.
 """
 
 import os
@@ -48,12 +48,14 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
 from sensor_msgs.msg import Image as ImageMsg
 
-from . import conversions
-from . import parameters
 from .worker import LatencyStats
 from .worker import LatestFrameWorker
 from .worker import RateMeter
 from .worker import StereoPairing
+from .. import parameters
+from ..frontend.config import check_parameters
+from ..geometry.trajectory import TrajectoryAccumulator
+from ..messages import conversions
 
 # Diagnostics stay WARN this long after a stereo image found no partner.
 UNPAIRED_WARN_S = 30.0
@@ -62,22 +64,33 @@ UNPAIRED_WARN_S = 30.0
 WORKER_STOP_S = 3.0
 
 # Parameters the worker reads on every frame (changeable at runtime).
-_OUTPUT_SETTINGS = ('odom_frame_id', 'odom_child_frame_id', 'publish_tf', 'path_max_length',
-                    'matches_image_max_width')
+_OUTPUT_SETTINGS = (
+    'odom_frame_id',
+    'odom_child_frame_id',
+    'publish_tf',
+    'path_max_length',
+    'matches_image_max_width',
+)
 
 
 def _descriptor(spec):
     """Build the ParameterDescriptor (description, constraints, range) of ``spec``."""
-    descriptor = ParameterDescriptor(description=spec.description,
-                                     additional_constraints=spec.constraints(),
-                                     read_only=spec.read_only)
+    descriptor = ParameterDescriptor(
+        description=spec.description,
+        additional_constraints=spec.constraints(),
+        read_only=spec.read_only,
+    )
     has_range = spec.min_value is not None and spec.max_value is not None
     if has_range and spec.kind == 'integer':
-        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
-                                                 to_value=int(spec.max_value), step=1)]
+        descriptor.integer_range = [
+            IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)
+        ]
     elif has_range and spec.kind == 'double':
-        descriptor.floating_point_range = [FloatingPointRange(
-            from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)]
+        descriptor.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0
+            )
+        ]
     return descriptor
 
 
@@ -85,6 +98,7 @@ def _load_cv_bridge(logger):
     """CvBridge, or None when it is missing or broken (e.g. built for NumPy 1)."""
     try:
         from cv_bridge import CvBridge
+
         return CvBridge()
     except Exception as error:  # noqa: B902 - ImportError, AttributeError or a NumPy ABI error
         logger.warning(f'cv_bridge unavailable ({error}); using the built-in image conversion')
@@ -96,11 +110,21 @@ class FrontendNode(Node):
 
     def __init__(self):
         super().__init__(parameters.NODE_NAME)
-        for spec in parameters.PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        values = {spec.name: parameters.plain_value(self.get_parameter(spec.name).value)
-                  for spec in parameters.PARAMETERS}
-        problem = parameters.validate_all(values)
+        mode_spec = parameters.PARAMETERS_BY_NAME['mode']
+        mode = self.declare_parameter(
+            mode_spec.name, mode_spec.default, _descriptor(mode_spec)
+        ).value
+        if mode not in parameters.MODES:
+            raise ValueError(f'invalid parameter: {parameters.validate_value(mode_spec, mode)}')
+        self._specs = parameters.for_mode(mode)  # the parameters of this mode only
+        for spec in self._specs:
+            if spec.name != 'mode':
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        values = {
+            spec.name: parameters.plain_value(self.get_parameter(spec.name).value)
+            for spec in self._specs
+        }
+        problem = check_parameters(values)
         if problem:
             raise ValueError(f'invalid parameter: {problem}')
         self._values = values
@@ -123,16 +147,21 @@ class FrontendNode(Node):
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
         self._bad_inputs = 0
+        self._pictures_drawn = 0  # matches_image is drawn only while someone subscribes
         self._time_resets = 0
         self._last_unpaired = None
         self._shutting_down = False
         self.worker_abandoned = False
-        self._pairing = StereoPairing(values['sync_slop'], values['sync_queue_size'])
+        self._pairing = (
+            StereoPairing(values['sync_slop'], values['sync_queue_size'])
+            if self._mode == 'stereo'
+            else None
+        )
         self._last_status = 'waiting for images'
         self._camera_infos = {}
         self._camera_info_cache = {}
         self._warned = set()
-        self._trajectory = conversions.TrajectoryAccumulator()
+        self._trajectory = TrajectoryAccumulator()
         self._path_poses = []
         self._views = {}  # stamp -> (image, encoding, keypoints) of possible references
         self._tf_broadcaster = None
@@ -151,11 +180,15 @@ class FrontendNode(Node):
 
     def _build_frontend(self, values, backend=None):
         from ..frontend.pipeline import Frontend
+
         return Frontend(parameters.frontend_config(values), backend=backend)
 
     def _create_publishers(self, values):
-        reliability = (ReliabilityPolicy.RELIABLE if values['output_qos'] == 'reliable'
-                       else ReliabilityPolicy.BEST_EFFORT)
+        reliability = (
+            ReliabilityPolicy.RELIABLE
+            if values['output_qos'] == 'reliable'
+            else ReliabilityPolicy.BEST_EFFORT
+        )
         qos = QoSProfile(depth=values['output_depth'], reliability=reliability)
         types = self._types
         self._pub_keypoints = self.create_publisher(types.Keypoints, 'keypoints', qos)
@@ -166,34 +199,39 @@ class FrontendNode(Node):
         self._pub_path = self.create_publisher(types.Path, 'trajectory', qos)
         self._pub_matches_image = self.create_publisher(types.Image, 'matches_image', qos)
         if self._mode == 'stereo':
-            self._pub_right_keypoints = self.create_publisher(types.Keypoints,
-                                                              'right/keypoints', qos)
-            self._pub_stereo_matches = self.create_publisher(types.Matches,
-                                                             'stereo_matches', qos)
+            self._pub_right_keypoints = self.create_publisher(
+                types.Keypoints, 'right/keypoints', qos
+            )
+            self._pub_stereo_matches = self.create_publisher(types.Matches, 'stereo_matches', qos)
 
     def _log_backend_choice(self, requested):
         attempts = getattr(self._frontend.backend, 'auto_attempts', None)
         if requested == 'auto' and attempts:
             tried = '; '.join(f'{name}: {reason}' for name, reason in attempts)
-            self.get_logger().info(
-                f'backend auto picked {self._frontend.backend.name} ({tried})')
+            self.get_logger().info(f'backend auto picked {self._frontend.backend.name} ({tried})')
 
     def _input_qos(self, values):
         choice = values['input_qos']
         if choice == 'sensor_data':
             return qos_profile_sensor_data
-        reliability = (ReliabilityPolicy.RELIABLE if choice == 'reliable'
-                       else ReliabilityPolicy.BEST_EFFORT)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values['input_depth'],
-                          reliability=reliability)
+        reliability = (
+            ReliabilityPolicy.RELIABLE if choice == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+        )
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=values['input_depth'], reliability=reliability
+        )
 
     def _qos_events(self, topic):
         """Warn when a publisher's QoS cannot reach the subscription (no data would flow)."""
+
         def incompatible(event):
-            self._last_status = (f'{topic}: a publisher offers an incompatible QoS '
-                                 f'({event.last_policy_kind.name}); with a best-effort '
-                                 'camera driver set input_qos:=sensor_data')
+            self._last_status = (
+                f'{topic}: a publisher offers an incompatible QoS '
+                f'({event.last_policy_kind.name}); with a best-effort '
+                'camera driver set input_qos:=sensor_data'
+            )
             self._warn_once(f'qos_{topic}', self._last_status)
+
         return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     def _create_subscriptions(self, values):
@@ -201,22 +239,34 @@ class FrontendNode(Node):
         if self._mode == 'mono':
             self._info_subscription(values['camera_info_topic'], 'mono', qos)
             self._image_sub = self.create_subscription(
-                ImageMsg, values['image_topic'], self._on_image, qos,
-                event_callbacks=self._qos_events(values['image_topic']))
+                ImageMsg,
+                values['image_topic'],
+                self._on_image,
+                qos,
+                event_callbacks=self._qos_events(values['image_topic']),
+            )
             topics = values['image_topic']
         else:
             self._info_subscription(values['left_camera_info_topic'], 'left', qos)
             self._info_subscription(values['right_camera_info_topic'], 'right', qos)
             # message_filters defaults to a reliable QoS: pass the input QoS explicitly
             self._left_sub = message_filters.Subscriber(
-                self, ImageMsg, values['left_image_topic'], qos_profile=qos,
-                event_callbacks=self._qos_events(values['left_image_topic']))
+                self,
+                ImageMsg,
+                values['left_image_topic'],
+                qos_profile=qos,
+                event_callbacks=self._qos_events(values['left_image_topic']),
+            )
             self._right_sub = message_filters.Subscriber(
-                self, ImageMsg, values['right_image_topic'], qos_profile=qos,
-                event_callbacks=self._qos_events(values['right_image_topic']))
+                self,
+                ImageMsg,
+                values['right_image_topic'],
+                qos_profile=qos,
+                event_callbacks=self._qos_events(values['right_image_topic']),
+            )
             self._sync = message_filters.ApproximateTimeSynchronizer(
-                [self._left_sub, self._right_sub], values['sync_queue_size'],
-                values['sync_slop'])
+                [self._left_sub, self._right_sub], values['sync_queue_size'], values['sync_slop']
+            )
             self._sync.registerCallback(self._on_stereo)
             # registered after the synchroniser's own callbacks: they see each image last
             self._left_sub.registerCallback(self._on_stereo_image, 0)
@@ -227,8 +277,10 @@ class FrontendNode(Node):
     def _info_subscription(self, topic, side, qos):
         def store(msg):
             self._camera_infos[side] = msg
-        setattr(self, f'_info_sub_{side}', self.create_subscription(
-            CameraInfoMsg, topic, store, qos))
+
+        setattr(
+            self, f'_info_sub_{side}', self.create_subscription(CameraInfoMsg, topic, store, qos)
+        )
 
     # --- callbacks (executor thread: keep short) ----------------------------
 
@@ -238,8 +290,7 @@ class FrontendNode(Node):
 
     def _on_stereo(self, left, right):
         self._input_rate.tick()
-        self._pairing.paired(conversions.header_stamp_ns(left),
-                             conversions.header_stamp_ns(right))
+        self._pairing.paired(conversions.header_stamp_ns(left), conversions.header_stamp_ns(right))
         self._worker.submit((time.monotonic(), left, right))
 
     def _on_stereo_image(self, msg, side):
@@ -250,7 +301,8 @@ class FrontendNode(Node):
             self._last_status = (
                 f'stereo images without a partner within sync_slop '
                 f'({self._values["sync_slop"] * 1e3:.1f} ms): {left} left, {right} right; '
-                f'last offset {gap:.1f} ms')
+                f'last offset {gap:.1f} ms'
+            )
             self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
 
     def _on_set_parameters(self, changes):
@@ -261,18 +313,20 @@ class FrontendNode(Node):
                 continue  # parameters of rclpy or diagnostic_updater
             if spec.read_only:  # rclpy checks this too; keep the reason explicit
                 return SetParametersResult(
-                    successful=False, reason=f'{spec.name} is read-only: restart the node')
+                    successful=False, reason=f'{spec.name} is read-only: restart the node'
+                )
             reason = parameters.validate_value(spec, change.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             proposed[change.name] = parameters.plain_value(change.value)
-        reason = parameters.check_frontend_config(proposed)
+        reason = check_parameters(proposed)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         frontend_changed = any(
             parameters.PARAMETERS_BY_NAME[name].config_path is not None
             and proposed[name] != self._values[name]
-            for name in proposed)
+            for name in proposed
+        )
         with self._settings_lock:
             self._values = proposed
             self._settings = {name: proposed[name] for name in _OUTPUT_SETTINGS}
@@ -297,22 +351,26 @@ class FrontendNode(Node):
         encoding = conversions.canonical_encoding(msg.encoding)
         if msg.height == 0 or msg.width == 0:
             raise conversions.ImageConversionError(
-                f'empty image ({msg.width} x {msg.height} pixels)')
+                f'empty image ({msg.width} x {msg.height} pixels)'
+            )
         if self._bridge is not None:
             try:
                 image = self._bridge.imgmsg_to_cv2(msg, desired_encoding='passthrough')
                 return np.ascontiguousarray(image), encoding
             except Exception as error:  # noqa: B902 - any cv_bridge failure: use ours
-                self._warn_once('cv_bridge', f'cv_bridge failed ({error}); using the built-in '
-                                'image conversion from now on')
+                self._warn_once(
+                    'cv_bridge',
+                    f'cv_bridge failed ({error}); using the built-in image conversion from now on',
+                )
                 self._bridge = None
         return conversions.image_msg_to_array(msg)
 
     def _camera_info(self, side):
         msg = self._camera_infos.get(side)
         if msg is None:
-            self._warn_once(f'no_info_{side}', f'no {side} camera_info received yet: poses '
-                            'need intrinsics')
+            self._warn_once(
+                f'no_info_{side}', f'no {side} camera_info received yet: poses need intrinsics'
+            )
             return None
         # the left intrinsics also depend on the right projection (baseline)
         key = (msg, self._camera_infos.get('right') if side == 'left' else None)
@@ -326,8 +384,9 @@ class FrontendNode(Node):
             info = None
         if info is not None and side == 'left' and 'right' in self._camera_infos:
             try:  # a rectified right projection gives the baseline of the pair
-                info.baseline = conversions.stereo_camera_infos(
-                    msg, self._camera_infos['right'])[0].baseline
+                info.baseline = conversions.stereo_camera_infos(msg, self._camera_infos['right'])[
+                    0
+                ].baseline
             except ValueError as error:
                 self._warn_once('no_baseline', f'stereo baseline unknown: {error}')
         self._camera_info_cache[side] = (key, info)
@@ -335,10 +394,15 @@ class FrontendNode(Node):
 
     def _frame(self, msg, side):
         from ..frontend.types import Frame
+
         image, encoding = self._to_array(msg)
-        return Frame(image=image, stamp_ns=conversions.header_stamp_ns(msg),
-                     frame_id=msg.header.frame_id, encoding=encoding,
-                     camera_info=self._camera_info(side))
+        return Frame(
+            image=image,
+            stamp_ns=conversions.header_stamp_ns(msg),
+            frame_id=msg.header.frame_id,
+            encoding=encoding,
+            camera_info=self._camera_info(side),
+        )
 
     def _process(self, item):
         received, left_msg, right_msg = item
@@ -374,8 +438,10 @@ class FrontendNode(Node):
 
     def _unpaired_recently(self):
         """Stereo images went unpaired in the last UNPAIRED_WARN_S seconds."""
-        return (self._last_unpaired is not None
-                and time.monotonic() - self._last_unpaired < UNPAIRED_WARN_S)
+        return (
+            self._last_unpaired is not None
+            and time.monotonic() - self._last_unpaired < UNPAIRED_WARN_S
+        )
 
     def _reset_trajectory(self, reason):
         """Start the odometry, path and match-image views again (the frontend already reset)."""
@@ -396,10 +462,14 @@ class FrontendNode(Node):
         types = self._types
         latency_ms = (time.monotonic() - received) * 1000.0
         messages = conversions.frame_result_to_messages(
-            types, result, backend=self._frontend.backend.name, latency_ms=latency_ms,
+            types,
+            result,
+            backend=self._frontend.backend.name,
+            latency_ms=latency_ms,
             frames_dropped=self._worker.dropped,
             right_stamp_ns=None if right is None else right.stamp_ns,
-            right_frame_id=None if right is None else right.frame_id)
+            right_frame_id=None if right is None else right.frame_id,
+        )
         self._pub_keypoints.publish(messages.keypoints)
         if messages.matches is not None:
             self._pub_matches.publish(messages.matches)
@@ -412,6 +482,7 @@ class FrontendNode(Node):
         self._publish_trajectory(result, settings)
         if self._pub_matches_image.get_subscription_count() > 0:
             self._publish_matches_image(result, current, right, settings)
+            self._pictures_drawn += 1
         self._remember_view(result, current)
         self._pub_status.publish(messages.status)
         self._latency.add((time.monotonic() - received) * 1000.0)
@@ -422,20 +493,25 @@ class FrontendNode(Node):
         world = settings['odom_frame_id']
         child = settings['odom_child_frame_id'] or result.frame_id
         if not child:
-            self._warn_once('no_frame_id', 'input images carry no frame_id: odometry child '
-                            "frame 'camera' (set odom_child_frame_id)")
+            self._warn_once(
+                'no_frame_id',
+                'input images carry no frame_id: odometry child '
+                "frame 'camera' (set odom_child_frame_id)",
+            )
             child = 'camera'
-        T_world_cur, _ = self._trajectory.update(result.stamp_ns, result.ref_stamp_ns,
-                                                 result.pose)
-        self._pub_odometry.publish(conversions.odometry_msg(
-            types, T_world_cur, result.stamp_ns, world, child))
+        T_world_cur, _ = self._trajectory.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
+        self._pub_odometry.publish(
+            conversions.odometry_msg(types, T_world_cur, result.stamp_ns, world, child)
+        )
         limit = settings['path_max_length']
         if limit > 0:
-            self._path_poses.append(conversions.pose_stamped_msg(
-                types, T_world_cur, result.stamp_ns, world))
+            self._path_poses.append(
+                conversions.pose_stamped_msg(types, T_world_cur, result.stamp_ns, world)
+            )
             del self._path_poses[:-limit]
-            self._pub_path.publish(conversions.path_msg(
-                types, self._path_poses, result.stamp_ns, world))
+            self._pub_path.publish(
+                conversions.path_msg(types, self._path_poses, result.stamp_ns, world)
+            )
         if settings['publish_tf'] and self._tf_broadcaster is None:
             try:
                 from tf2_ros import TransformBroadcaster
@@ -444,8 +520,11 @@ class FrontendNode(Node):
             else:
                 self._tf_broadcaster = TransformBroadcaster(self)
         if settings['publish_tf'] and self._tf_broadcaster is not None:
-            self._tf_broadcaster.sendTransform(conversions.transform_stamped_msg(
-                types, T_world_cur, result.stamp_ns, world, child))
+            self._tf_broadcaster.sendTransform(
+                conversions.transform_stamped_msg(
+                    types, T_world_cur, result.stamp_ns, world, child
+                )
+            )
 
     def _remember_view(self, result, frame):
         # only the newest frame and the current keyframe can be a later reference
@@ -457,26 +536,43 @@ class FrontendNode(Node):
 
     def _publish_matches_image(self, result, current, right, settings):
         import cv2
+
         if right is not None:
             # a flagged stereo result may come without right keypoints
-            right_keypoints = (result.right_features.keypoints if result.right_features
-                               is not None else np.zeros((0, 2), np.float32))
+            right_keypoints = (
+                result.right_features.keypoints
+                if result.right_features is not None
+                else np.zeros((0, 2), np.float32)
+            )
             picture = conversions.matches_picture(
-                result, current.image, current.encoding, right.image, right.encoding,
-                right_keypoints, stereo=True)
+                result,
+                current.image,
+                current.encoding,
+                right.image,
+                right.encoding,
+                right_keypoints,
+                stereo=True,
+            )
         else:
             view = self._views.get(result.ref_stamp_ns)
             if view is None:  # first frame: show it against itself without matches
                 view = (current.image, current.encoding, np.zeros((0, 2), np.float32))
-            picture = conversions.matches_picture(result, current.image, current.encoding,
-                                                  view[0], view[1], view[2])
+            picture = conversions.matches_picture(
+                result, current.image, current.encoding, view[0], view[1], view[2]
+            )
         max_width = settings['matches_image_max_width']
         if 0 < max_width < picture.shape[1]:
             scale = max_width / picture.shape[1]
-            picture = cv2.resize(picture, (max_width, max(1, int(picture.shape[0] * scale))),
-                                 interpolation=cv2.INTER_AREA)
-        self._pub_matches_image.publish(conversions.array_to_image_msg(
-            self._types, picture, 'bgr8', result.stamp_ns, result.frame_id))
+            picture = cv2.resize(
+                picture,
+                (max_width, max(1, int(picture.shape[0] * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+        self._pub_matches_image.publish(
+            conversions.array_to_image_msg(
+                self._types, picture, 'bgr8', result.stamp_ns, result.frame_id
+            )
+        )
 
     # --- diagnostics and shutdown -------------------------------------------------
 
@@ -500,6 +596,7 @@ class FrontendNode(Node):
         stat.add('frames dropped', str(worker.dropped))
         stat.add('processing errors', str(worker.errors))
         stat.add('bad input images', str(self._bad_inputs))
+        stat.add('match images drawn', str(self._pictures_drawn))
         stat.add('pairing resets', str(self._time_resets))
         if self._mode == 'stereo':
             stat.add('stereo pairs', str(self._pairing.pairs))

@@ -39,9 +39,12 @@ class LatestFrameWorker:
     item); the thread keeps running.
     """
 
-    def __init__(self, process: Callable[[Any], None],
-                 on_error: Optional[Callable[[BaseException, Any], None]] = None,
-                 name: str = 'spsg_frontend_worker') -> None:
+    def __init__(
+        self,
+        process: Callable[[Any], None],
+        on_error: Optional[Callable[[BaseException, Any], None]] = None,
+        name: str = 'spsg_frontend_worker',
+    ) -> None:
         self._process = process
         self._on_error = on_error
         self._name = name
@@ -164,8 +167,12 @@ class RateMeter:
     than its usual period the rate decays towards 0.
     """
 
-    def __init__(self, events: int = 20, max_age_s: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        events: int = 20,
+        max_age_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if events < 2:
             raise ValueError('events must be at least 2')
         if max_age_s <= 0:
@@ -245,8 +252,11 @@ class StereoPairing:
     def _expire(self, side: int) -> int:
         other_newest = self._newest[1 - side]
         pending = self._pending[side]
-        gone = [stamp for stamp in pending
-                if other_newest is not None and other_newest - stamp > self._slop_ns]
+        gone = [
+            stamp
+            for stamp in pending
+            if other_newest is not None and other_newest - stamp > self._slop_ns
+        ]
         overflow = len(pending) - len(gone) - self._queue_size
         if overflow > 0:
             gone += sorted(s for s in pending if s not in gone)[:overflow]

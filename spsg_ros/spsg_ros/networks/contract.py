@@ -31,6 +31,7 @@ SuperGlue with K keypoint slots per image and validity masks:
   :mod:`.static_superglue`). A "dynamic" SuperGlue has symbolic K0, K1 and is fed
   the exact keypoints with masks of ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,18 @@ SUPERPOINT_OUTPUT_DESC = "desc"
 SUPERPOINT_INPUTS = (SUPERPOINT_INPUT,)
 SUPERPOINT_OUTPUTS = (SUPERPOINT_OUTPUT_SEMI, SUPERPOINT_OUTPUT_DESC)
 
-SUPERGLUE_INPUTS = ("keypoints0", "scores0", "descriptors0", "mask0", "image_size0",
-                    "keypoints1", "scores1", "descriptors1", "mask1", "image_size1")
+SUPERGLUE_INPUTS = (
+    "keypoints0",
+    "scores0",
+    "descriptors0",
+    "mask0",
+    "image_size0",
+    "keypoints1",
+    "scores1",
+    "descriptors1",
+    "mask1",
+    "image_size1",
+)
 SUPERGLUE_OUTPUT = "log_assignment"
 SUPERGLUE_OUTPUTS = (SUPERGLUE_OUTPUT,)
 
@@ -58,8 +69,10 @@ SIDECAR_VERSION = 1
 
 # default file stems in an export folder: superpoint_<H>x<W>.onnx / superpoint_dynamic.onnx,
 # superglue_k<K>.onnx / superglue_dynamic.onnx, with _fp16 before the suffix for fp16
-SLOT_POLICY = ("more than K keypoints: the host keeps the K best by detection score (ties: lower "
-               "index first) in their original order; the others are reported unmatched")
+SLOT_POLICY = (
+    "more than K keypoints: the host keeps the K best by detection score (ties: lower "
+    "index first) in their original order; the others are reported unmatched"
+)
 
 # architecture keys that must agree between a model and the runtime configuration
 SUPERPOINT_ARCH_KEYS = ("descriptor_dim",)
@@ -71,7 +84,9 @@ class ModelContractError(ValueError):
 
 
 def superpoint_stem(height: int | None, width: int | None, fp16: bool = False) -> str:
-    base = "superpoint_dynamic" if height is None or width is None else f"superpoint_{height}x{width}"
+    base = (
+        "superpoint_dynamic" if height is None or width is None else f"superpoint_{height}x{width}"
+    )
     return base + ("_fp16" if fp16 else "")
 
 
@@ -80,7 +95,9 @@ def superglue_stem(num_slots: int | None, fp16: bool = False) -> str:
     return base + ("_fp16" if fp16 else "")
 
 
-def superglue_stems(folder: str | Path | None, num_slots: int | None, fp16: bool = False) -> list[str]:
+def superglue_stems(
+    folder: str | Path | None, num_slots: int | None, fp16: bool = False
+) -> list[str]:
     """Model names to look for: the requested one; without a requested K, the
     dynamic model first, then the static models present in ``folder`` (largest K
     first), so that a folder from ``spsg-ros export --ks N`` works without naming N."""
@@ -89,7 +106,7 @@ def superglue_stems(folder: str | Path | None, num_slots: int | None, fp16: bool
         suffix = "_fp16" if fp16 else ""
         found = []
         for path in Path(folder).glob(f"superglue_k*{suffix}.*"):
-            k = path.stem[len("superglue_k"):len(path.stem) - len(suffix)]
+            k = path.stem[len("superglue_k") : len(path.stem) - len(suffix)]
             if k.isdigit():
                 found.append(int(k))
         stems += [superglue_stem(k, fp16) for k in sorted(set(found), reverse=True)]
@@ -109,9 +126,14 @@ def superpoint_io(height: int | None, width: int | None, descriptor_dim: int) ->
     w8 = width // 8 if width is not None else "W/8"
     return {
         "inputs": [{"name": SUPERPOINT_INPUT, "shape": [1, 1, h, w], "dtype": "float32"}],
-        "outputs": [{"name": SUPERPOINT_OUTPUT_SEMI, "shape": [1, 65, h8, w8], "dtype": "float32"},
-                    {"name": SUPERPOINT_OUTPUT_DESC, "shape": [1, descriptor_dim, h8, w8],
-                     "dtype": "float32"}],
+        "outputs": [
+            {"name": SUPERPOINT_OUTPUT_SEMI, "shape": [1, 65, h8, w8], "dtype": "float32"},
+            {
+                "name": SUPERPOINT_OUTPUT_DESC,
+                "shape": [1, descriptor_dim, h8, w8],
+                "dtype": "float32",
+            },
+        ],
     }
 
 
@@ -119,15 +141,19 @@ def superglue_io(num_slots: int | None, descriptor_dim: int) -> dict[str, list]:
     inputs = []
     for i in (0, 1):
         k = num_slots if num_slots is not None else f"K{i}"
-        inputs += [{"name": f"keypoints{i}", "shape": [1, k, 2], "dtype": "float32"},
-                   {"name": f"scores{i}", "shape": [1, k], "dtype": "float32"},
-                   {"name": f"descriptors{i}", "shape": [1, descriptor_dim, k], "dtype": "float32"},
-                   {"name": f"mask{i}", "shape": [1, k], "dtype": "float32"},
-                   {"name": f"image_size{i}", "shape": [1, 2], "dtype": "float32"}]
+        inputs += [
+            {"name": f"keypoints{i}", "shape": [1, k, 2], "dtype": "float32"},
+            {"name": f"scores{i}", "shape": [1, k], "dtype": "float32"},
+            {"name": f"descriptors{i}", "shape": [1, descriptor_dim, k], "dtype": "float32"},
+            {"name": f"mask{i}", "shape": [1, k], "dtype": "float32"},
+            {"name": f"image_size{i}", "shape": [1, 2], "dtype": "float32"},
+        ]
     k0 = num_slots + 1 if num_slots is not None else "K0+1"
     k1 = num_slots + 1 if num_slots is not None else "K1+1"
-    return {"inputs": inputs,
-            "outputs": [{"name": SUPERGLUE_OUTPUT, "shape": [1, k0, k1], "dtype": "float32"}]}
+    return {
+        "inputs": inputs,
+        "outputs": [{"name": SUPERGLUE_OUTPUT, "shape": [1, k0, k1], "dtype": "float32"}],
+    }
 
 
 def write_sidecar(model_path: str | Path, meta: Mapping[str, Any]) -> Path:
@@ -144,32 +170,48 @@ def read_sidecar(model_path: str | Path, network: str | None = None) -> dict[str
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelContractError(
-            f"{model_path}: sidecar {path.name} not found next to the model. Models must come from "
+            f"{model_path}: sidecar {path.name} not found next to the model. Models must come "
+            "from "
             "`spsg-ros export`, which writes it (it records the architecture and shapes the "
-            "runtime checks).")
+            "runtime checks)."
+        )
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelContractError(f"{path}: not a readable JSON sidecar ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        raise ModelContractError(f"{path}: not an spsg_ros model sidecar (format "
-                                 f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise ModelContractError(
+            f"{path}: not an spsg_ros model sidecar (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
     if int(meta.get("version", 0)) > SIDECAR_VERSION:
-        raise ModelContractError(f"{path}: sidecar version {meta.get('version')} is newer than "
-                                 f"this spsg_ros understands ({SIDECAR_VERSION}); upgrade spsg_ros")
+        raise ModelContractError(
+            f"{path}: sidecar version {meta.get('version')} is newer than "
+            f"this spsg_ros understands ({SIDECAR_VERSION}); upgrade spsg_ros"
+        )
     if network is not None and meta.get("network") != network:
-        raise ModelContractError(f"{model_path} is a {meta.get('network')} model, not a {network} "
-                                 "model; check which file was passed for which network")
+        raise ModelContractError(
+            f"{model_path} is a {meta.get('network')} model, not a {network} "
+            "model; check which file was passed for which network"
+        )
     return meta
 
 
-def _mismatch(model_path: Any, what: str, model_value: Any, runtime_value: Any, fix: str) -> ModelContractError:
-    return ModelContractError(f"{model_path} was exported with {what} = {model_value!r} but the "
-                              f"runtime configuration has {runtime_value!r}; {fix}")
+def _mismatch(
+    model_path: Any, what: str, model_value: Any, runtime_value: Any, fix: str
+) -> ModelContractError:
+    return ModelContractError(
+        f"{model_path} was exported with {what} = {model_value!r} but the "
+        f"runtime configuration has {runtime_value!r}; {fix}"
+    )
 
 
-def check_superpoint_model(meta: Mapping[str, Any], config: Mapping[str, Any],
-                           image_size: tuple[int, int] | None = None, model_path: Any = "model") -> None:
+def check_superpoint_model(
+    meta: Mapping[str, Any],
+    config: Mapping[str, Any],
+    image_size: tuple[int, int] | None = None,
+    model_path: Any = "model",
+) -> None:
     """Refuse a SuperPoint model whose architecture or static input size does not fit.
 
     ``config`` a superpoint configuration; ``image_size`` (W, H) of the images the
@@ -180,20 +222,28 @@ def check_superpoint_model(meta: Mapping[str, Any], config: Mapping[str, Any],
     arch = meta.get("config", {})
     for key in SUPERPOINT_ARCH_KEYS:
         if key in config and arch.get(key) != config[key]:
-            raise _mismatch(model_path, f"superpoint.{key}", arch.get(key), config[key],
-                            "re-export it with matching weights/configuration")
+            raise _mismatch(
+                model_path,
+                f"superpoint.{key}",
+                arch.get(key),
+                config[key],
+                "re-export it with matching weights/configuration",
+            )
     if image_size is not None:
         static = meta.get("image_size")  # (W, H) or None when dynamic
         if static is not None and tuple(static) != tuple(image_size):
             raise ModelContractError(
-                f"{model_path} is a static SuperPoint for {static[0]}x{static[1]} (WxH) images but "
+                f"{model_path} is a static SuperPoint for {static[0]}x{static[1]} (WxH) images "
+                "but "
                 f"the runtime feeds {image_size[0]}x{image_size[1]}; export one for this size "
                 f"(`spsg-ros export --sizes {image_size[1]}x{image_size[0]}`), a dynamic one "
-                "(`--dynamic`), or resize the input")
+                "(`--dynamic`), or resize the input"
+            )
 
 
-def check_superglue_model(meta: Mapping[str, Any], config: Mapping[str, Any],
-                          model_path: Any = "model") -> None:
+def check_superglue_model(
+    meta: Mapping[str, Any], config: Mapping[str, Any], model_path: Any = "model"
+) -> None:
     """Refuse a SuperGlue model whose architecture or Sinkhorn iterations do not fit."""
     if meta.get("network") != "superglue":
         raise ModelContractError(f"{model_path} is a {meta.get('network')} model, not superglue")
@@ -208,9 +258,14 @@ def check_superglue_model(meta: Mapping[str, Any], config: Mapping[str, Any],
             wanted = want if key != "GNN_layers" else f"{len(want)} layers"
             if key == "GNN_layers" and have and len(have) == len(want):
                 shown, wanted = have, want
-            raise _mismatch(model_path, f"superglue.{key}", shown, wanted,
-                            "re-export it (`spsg-ros export --sinkhorn-iterations N ...`) or change "
-                            "the configuration")
+            raise _mismatch(
+                model_path,
+                f"superglue.{key}",
+                shown,
+                wanted,
+                "re-export it (`spsg-ros export --sinkhorn-iterations N ...`) or change "
+                "the configuration",
+            )
 
 
 def num_slots(meta: Mapping[str, Any]) -> int | None:

@@ -18,6 +18,7 @@ convolution by the runtimes' optimisers).
   too much in half precision).
 - ``simplify``: onnxslim (preferred) or onnxsim, when installed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,13 +51,16 @@ def _require_export_deps():
         import onnx  # noqa: F401
         import torch
     except ImportError as exc:
-        raise ExportError(f"ONNX export needs torch and onnx ({exc.name} missing): "
-                          "pip install -e 'spsg_ros[torch,export]'") from exc
+        raise ExportError(
+            f"ONNX export needs torch and onnx ({exc.name} missing): "
+            "pip install -e 'spsg_ros[torch,export]'"
+        ) from exc
     return torch
 
 
 def _weights_info(spec: Any, network: str, weights_dir: Any) -> dict[str, Any]:
     from ..networks.weights import resolve_weights, sha256
+
     path = resolve_weights(spec, network, weights_dir)
     return {"path": str(path), "sha256": sha256(path)}
 
@@ -64,18 +68,25 @@ def _weights_info(spec: Any, network: str, weights_dir: Any) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     import onnx
     import torch
+
     try:
         from importlib.metadata import version
+
         spsg_version = version("spsg_ros")
     except Exception:  # not installed (source tree on the path)
         spsg_version = "unknown"
-    return {"spsg_ros": spsg_version, "export_revision": contract.EXPORT_REVISION,
-            "torch": torch.__version__, "onnx": onnx.__version__}
+    return {
+        "spsg_ros": spsg_version,
+        "export_revision": contract.EXPORT_REVISION,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
 
 
 def simplify_model(path: Path) -> str:
     """Simplify ``path`` in place with onnxslim or onnxsim; returns the tool used."""
     import onnx
+
     try:
         import onnxslim
     except ImportError:
@@ -98,6 +109,7 @@ def simplify_model(path: Path) -> str:
 def _finish(path: Path, opset: int, simplify: bool) -> str | None:
     """Pin the IR version for older runtimes, check, optionally simplify."""
     import onnx
+
     model = onnx.load(str(path))
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
@@ -112,16 +124,30 @@ def _finish(path: Path, opset: int, simplify: bool) -> str | None:
     return tool
 
 
-def _export(module, args: tuple, path: Path, input_names: Sequence[str], output_names: Sequence[str],
-            opset: int, dynamic_axes: Mapping[str, Mapping[int, str]] | None) -> None:
+def _export(
+    module,
+    args: tuple,
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None,
+) -> None:
     torch = _require_export_deps()
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer / legacy-exporter deprecation chatter
-        torch.onnx.export(module, args, str(path), input_names=list(input_names),
-                          output_names=list(output_names), opset_version=opset,
-                          dynamic_axes=dict(dynamic_axes) if dynamic_axes else None,
-                          do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            opset_version=opset,
+            dynamic_axes=dict(dynamic_axes) if dynamic_axes else None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def _superpoint_module(model, fp16: bool):
@@ -139,15 +165,22 @@ def _superpoint_module(model, fp16: bool):
     return DenseSuperPoint(model).eval()
 
 
-def export_superpoint(out_path: str | Path, weights: Any = "superpoint",
-                      config: Mapping[str, Any] | None = None, weights_dir: Any = None,
-                      height: int | None = None, width: int | None = None,
-                      opset: int = contract.DEFAULT_OPSET, fp16: bool = False,
-                      simplify: bool = False) -> ExportedModel:
+def export_superpoint(
+    out_path: str | Path,
+    weights: Any = "superpoint",
+    config: Mapping[str, Any] | None = None,
+    weights_dir: Any = None,
+    height: int | None = None,
+    width: int | None = None,
+    opset: int = contract.DEFAULT_OPSET,
+    fp16: bool = False,
+    simplify: bool = False,
+) -> ExportedModel:
     """SuperPoint's dense part to ``out_path``: fixed ``height`` x ``width``, or
     dynamic H, W when either is None."""
     torch = _require_export_deps()
     from ..networks.weights import load_superpoint
+
     out_path = Path(out_path)
     static = height is not None and width is not None
     if static and (height < 8 or width < 8):
@@ -157,10 +190,20 @@ def export_superpoint(out_path: str | Path, weights: Any = "superpoint",
     module = _superpoint_module(net, fp16)
     h, w = (height, width) if static else (240, 320)
     example = (torch.rand(1, 1, h, w),)
-    dyn = None if static else {"image": {2: "H", 3: "W"}, "semi": {2: "H8", 3: "W8"},
-                                "desc": {2: "H8", 3: "W8"}}
-    _export(module, example, out_path, contract.SUPERPOINT_INPUTS, contract.SUPERPOINT_OUTPUTS,
-            opset, dyn)
+    dyn = (
+        None
+        if static
+        else {"image": {2: "H", 3: "W"}, "semi": {2: "H8", 3: "W8"}, "desc": {2: "H8", 3: "W8"}}
+    )
+    _export(
+        module,
+        example,
+        out_path,
+        contract.SUPERPOINT_INPUTS,
+        contract.SUPERPOINT_OUTPUTS,
+        opset,
+        dyn,
+    )
     tool = _finish(out_path, opset, simplify)
     meta = {
         "network": "superpoint",
@@ -175,7 +218,7 @@ def export_superpoint(out_path: str | Path, weights: Any = "superpoint",
         "source_weights": _weights_info(weights, "superpoint", weights_dir),
         "exporter": _versions(),
         "notes": "dense part only: softmax, NMS, threshold, borders, top-k and descriptor "
-                 "sampling run on the host (spsg_ros.features.superpoint_post)",
+        "sampling run on the host (spsg_ros.features.superpoint_post)",
     }
     sidecar = contract.write_sidecar(out_path, meta)
     log.info("exported %s", out_path)
@@ -185,6 +228,7 @@ def export_superpoint(out_path: str | Path, weights: Any = "superpoint",
 def _superglue_module(model, fp16: bool):
     torch = _require_export_deps()
     from ..networks.superglue import MaskedSuperGlue
+
     if not fp16:
         return MaskedSuperGlue(model).eval()
 
@@ -196,10 +240,31 @@ def _superglue_module(model, fp16: bool):
             super().__init__()
             self.inner = MaskedSuperGlue(net.half())
 
-        def forward(self, keypoints0, scores0, descriptors0, mask0, image_size0,
-                    keypoints1, scores1, descriptors1, mask1, image_size1):
-            return self.inner(keypoints0, scores0, descriptors0.half(), mask0, image_size0,
-                              keypoints1, scores1, descriptors1.half(), mask1, image_size1)
+        def forward(
+            self,
+            keypoints0,
+            scores0,
+            descriptors0,
+            mask0,
+            image_size0,
+            keypoints1,
+            scores1,
+            descriptors1,
+            mask1,
+            image_size1,
+        ):
+            return self.inner(
+                keypoints0,
+                scores0,
+                descriptors0.half(),
+                mask0,
+                image_size0,
+                keypoints1,
+                scores1,
+                descriptors1.half(),
+                mask1,
+                image_size1,
+            )
 
     return HalfMaskedSuperGlue(model).eval()
 
@@ -216,21 +281,32 @@ def superglue_example_inputs(num_slots: int, descriptor_dim: int, size=(640, 480
         desc = torch.nn.functional.normalize(torch.randn(1, descriptor_dim, k, generator=g), dim=1)
         mask = torch.zeros(1, k)
         mask[:, :n] = 1
-        out += [kpts.round(), torch.rand(1, k, generator=g), desc, mask,
-                torch.tensor([[float(size[0]), float(size[1])]])]
+        out += [
+            kpts.round(),
+            torch.rand(1, k, generator=g),
+            desc,
+            mask,
+            torch.tensor([[float(size[0]), float(size[1])]]),
+        ]
     return tuple(out)
 
 
-def export_superglue(out_path: str | Path, weights: Any = "indoor",
-                     config: Mapping[str, Any] | None = None, weights_dir: Any = None,
-                     num_slots: int | None = contract.DEFAULT_NUM_SLOTS,
-                     opset: int = contract.DEFAULT_OPSET, fp16: bool = False,
-                     simplify: bool = False) -> ExportedModel:
+def export_superglue(
+    out_path: str | Path,
+    weights: Any = "indoor",
+    config: Mapping[str, Any] | None = None,
+    weights_dir: Any = None,
+    num_slots: int | None = contract.DEFAULT_NUM_SLOTS,
+    opset: int = contract.DEFAULT_OPSET,
+    fp16: bool = False,
+    simplify: bool = False,
+) -> ExportedModel:
     """The masked SuperGlue to ``out_path`` for ``num_slots`` keypoint slots per
     image (static), or dynamic K0/K1 when ``num_slots`` is None."""
     _require_export_deps()
-    from ..matching.superglue_post import superglue_config
+    from .config import superglue_config
     from ..networks.weights import load_superglue
+
     out_path = Path(out_path)
     if num_slots is not None and num_slots < 1:
         raise ValueError(f"num_slots = {num_slots}: at least 1 keypoint slot")
@@ -244,24 +320,40 @@ def export_superglue(out_path: str | Path, weights: Any = "indoor",
     if num_slots is None:
         dyn = {}
         for i in (0, 1):
-            dyn.update({f"keypoints{i}": {1: f"K{i}"}, f"scores{i}": {1: f"K{i}"},
-                        f"descriptors{i}": {2: f"K{i}"}, f"mask{i}": {1: f"K{i}"}})
+            dyn.update(
+                {
+                    f"keypoints{i}": {1: f"K{i}"},
+                    f"scores{i}": {1: f"K{i}"},
+                    f"descriptors{i}": {2: f"K{i}"},
+                    f"mask{i}": {1: f"K{i}"},
+                }
+            )
         dyn[contract.SUPERGLUE_OUTPUT] = {1: "K0+1", 2: "K1+1"}
-    _export(module, example, out_path, contract.SUPERGLUE_INPUTS, contract.SUPERGLUE_OUTPUTS,
-            opset, dyn)
+    _export(
+        module,
+        example,
+        out_path,
+        contract.SUPERGLUE_INPUTS,
+        contract.SUPERGLUE_OUTPUTS,
+        opset,
+        dyn,
+    )
     tool = _finish(out_path, opset, simplify)
     meta = {
         "network": "superglue",
-        "config": {"descriptor_dim": dim, "keypoint_encoder": list(cfg["keypoint_encoder"]),
-                   "GNN_layers": list(cfg["GNN_layers"]),
-                   "sinkhorn_iterations": cfg["sinkhorn_iterations"]},
+        "config": {
+            "descriptor_dim": dim,
+            "keypoint_encoder": list(cfg["keypoint_encoder"]),
+            "GNN_layers": list(cfg["GNN_layers"]),
+            "sinkhorn_iterations": cfg["sinkhorn_iterations"],
+        },
         **contract.superglue_io(num_slots, dim),
         "static": num_slots is not None,
         "num_slots": num_slots,
         "slot_policy": contract.SLOT_POLICY,
         "masking": "mask 0 slots: excluded from attention (additive -finfo.max/2 bias) and from "
-                   "optimal transport (log marginal -inf; m, n count valid slots); their "
-                   "log_assignment rows/columns are -inf",
+        "optimal transport (log marginal -inf; m, n count valid slots); their "
+        "log_assignment rows/columns are -inf",
         "opset": opset,
         "fp16": fp16,
         "io_dtype": "float32",
@@ -273,29 +365,3 @@ def export_superglue(out_path: str | Path, weights: Any = "indoor",
     sidecar = contract.write_sidecar(out_path, meta)
     log.info("exported %s", out_path)
     return ExportedModel(out_path, sidecar, meta)
-
-
-def export_all(out_dir: str | Path, superpoint_weights: Any = "superpoint",
-               superglue_weights: Any = "indoor", superpoint_config: Mapping[str, Any] | None = None,
-               superglue_config: Mapping[str, Any] | None = None, weights_dir: Any = None,
-               sizes: Sequence[tuple[int, int] | None] = (None,),
-               num_slots: Sequence[int | None] = (contract.DEFAULT_NUM_SLOTS,),
-               opset: int = contract.DEFAULT_OPSET, fp16: bool = False, simplify: bool = False,
-               superpoint: bool = True, superglue: bool = True) -> list[ExportedModel]:
-    """Export SuperPoint for each (H, W) in ``sizes`` (None: dynamic) and SuperGlue
-    for each K in ``num_slots`` (None: dynamic) into ``out_dir`` with the default
-    file names of :mod:`.contract`."""
-    out_dir = Path(out_dir)
-    done = []
-    if superpoint:
-        for size in sizes:
-            h, w = size if size is not None else (None, None)
-            done.append(export_superpoint(out_dir / f"{contract.superpoint_stem(h, w, fp16)}.onnx",
-                                          superpoint_weights, superpoint_config, weights_dir, h, w,
-                                          opset, fp16, simplify))
-    if superglue:
-        for k in num_slots:
-            done.append(export_superglue(out_dir / f"{contract.superglue_stem(k, fp16)}.onnx",
-                                         superglue_weights, superglue_config, weights_dir, k,
-                                         opset, fp16, simplify))
-    return done

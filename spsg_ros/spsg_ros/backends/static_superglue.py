@@ -15,12 +15,13 @@ Ascend); numpy only.
 - :func:`expand_log_assignment`: back to all N0, N1 keypoints, -inf (zero mass)
   for those not kept.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..features.types import Features
-from . import contract
+from ..networks import contract
 
 
 def select_slots(scores: np.ndarray, num_slots: int | None) -> np.ndarray | None:
@@ -32,8 +33,14 @@ def select_slots(scores: np.ndarray, num_slots: int | None) -> np.ndarray | None
     return np.sort(order)
 
 
-def _pad(features: Features, index: np.ndarray | None, slots: int | None, dim: int,
-         out: dict[str, np.ndarray], i: int) -> int:
+def _pad(
+    features: Features,
+    index: np.ndarray | None,
+    slots: int | None,
+    dim: int,
+    out: dict[str, np.ndarray],
+    i: int,
+) -> int:
     kpts, scores, desc = features.keypoints, features.scores, features.descriptors
     if index is not None:
         kpts, scores, desc = kpts[index], scores[index], desc[:, index]
@@ -41,7 +48,8 @@ def _pad(features: Features, index: np.ndarray | None, slots: int | None, dim: i
     k = n if slots is None else slots
     if desc.shape[0] != dim:
         raise contract.ModelContractError(
-            f"descriptors of dimension {desc.shape[0]} fed to a SuperGlue model for {dim}")
+            f"descriptors of dimension {desc.shape[0]} fed to a SuperGlue model for {dim}"
+        )
     keypoints = np.zeros((1, k, 2), np.float32)
     keypoints[0, :n] = kpts
     score = np.zeros((1, k), np.float32)
@@ -58,8 +66,12 @@ def _pad(features: Features, index: np.ndarray | None, slots: int | None, dim: i
     return n
 
 
-def superglue_feeds(features0: Features, features1: Features, num_slots: int | None,
-                    descriptor_dim: int | None = None):
+def superglue_feeds(
+    features0: Features,
+    features1: Features,
+    num_slots: int | None,
+    descriptor_dim: int | None = None,
+):
     """Contract inputs for one pair.
 
     Returns ``(feeds, index0, index1)``: ``feeds`` maps each input name of
@@ -88,8 +100,9 @@ def unpad_log_assignment(log_assignment: np.ndarray, n0: int, n1: int) -> np.nda
     return np.ascontiguousarray(la[np.ix_(rows, cols)], dtype=np.float32)
 
 
-def expand_log_assignment(sub: np.ndarray, index0: np.ndarray | None, index1: np.ndarray | None,
-                          n0: int, n1: int) -> np.ndarray:
+def expand_log_assignment(
+    sub: np.ndarray, index0: np.ndarray | None, index1: np.ndarray | None, n0: int, n1: int
+) -> np.ndarray:
     """Log assignment over all keypoints from the one over the kept subset:
     keypoints not kept get -inf (no mass), so they are never matched."""
     if index0 is None and index1 is None:
@@ -101,11 +114,13 @@ def expand_log_assignment(sub: np.ndarray, index0: np.ndarray | None, index1: np
     return full
 
 
-def scatter_matches(matches, index0: np.ndarray | None, index1: np.ndarray | None,
-                    n0: int, n1: int):
+def scatter_matches(
+    matches, index0: np.ndarray | None, index1: np.ndarray | None, n0: int, n1: int
+):
     """Matches over the kept subsets -> matches over all N0, N1 keypoints (those not
     kept are unmatched with score 0)."""
     from ..matching.types import Matches
+
     if index0 is None and index1 is None:
         return matches
     idx0 = np.arange(n0) if index0 is None else index0

@@ -35,8 +35,11 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .. import images
 from ..features.types import Features
 from ..frontend.types import CameraInfo, FrameMetrics, FrameResult, RelativePose
+from ..geometry.rotations import quaternion_to_rotation
+from ..geometry.rotations import rotation_to_quaternion
 from ..matching.types import Matches
 
 #: Short name -> full ROS 2 type name of every message the conversions use.
@@ -63,26 +66,30 @@ MESSAGE_TYPE_NAMES: Dict[str, str] = {
     'FrontendStatus': 'spsg_ros_msgs/msg/FrontendStatus',
 }
 
-_TYPECODES = {np.dtype(np.float32): 'f', np.dtype(np.float64): 'd',
-              np.dtype(np.int32): 'i', np.dtype(np.uint32): 'I',
-              np.dtype(np.int64): 'q', np.dtype(np.uint64): 'Q',
-              np.dtype(np.uint8): 'B', np.dtype(np.int8): 'b',
-              np.dtype(np.uint16): 'H', np.dtype(np.int16): 'h'}
-
-#: Image encodings the frontend takes: name -> (dtype, channels).
-IMAGE_ENCODINGS: Dict[str, Tuple[Any, int]] = {
-    'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1),
-    'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3),
-    'rgba8': (np.uint8, 4), 'bgra8': (np.uint8, 4),
+_TYPECODES = {
+    np.dtype(np.float32): 'f',
+    np.dtype(np.float64): 'd',
+    np.dtype(np.int32): 'i',
+    np.dtype(np.uint32): 'I',
+    np.dtype(np.int64): 'q',
+    np.dtype(np.uint64): 'Q',
+    np.dtype(np.uint8): 'B',
+    np.dtype(np.int8): 'b',
+    np.dtype(np.uint16): 'H',
+    np.dtype(np.int16): 'h',
 }
-#: OpenCV-style encodings some drivers publish, read as their named equivalent.
-ENCODING_ALIASES = {'8UC1': 'mono8', '16UC1': 'mono16', '8UC3': 'bgr8', '8UC4': 'bgra8'}
+
+#: Encodings an Image message round-trips in (name -> (dtype, channels)); any encoding of
+#: :data:`spsg_ros.images.LAYOUTS` (Bayer, YUV 4:2:2 ...) is read, decoded into one of these.
+IMAGE_ENCODINGS: Dict[str, Tuple[Any, int]] = {
+    name: images.LAYOUTS[name] for name in images.STANDARD_ENCODINGS
+}
 
 NS_PER_S = 1_000_000_000
 
 
-class ImageConversionError(ValueError):
-    """An Image message cannot be turned into an array (the message says why)."""
+#: An Image message cannot be turned into an array (the message says why).
+ImageConversionError = images.ImageDecodeError
 
 
 class MessageTypes:
@@ -113,14 +120,18 @@ class MessageTypes:
         """Use rosbags classes; our messages must be registered in the typestore."""
         missing = [full for full in MESSAGE_TYPE_NAMES.values() if full not in typestore.types]
         if missing:
-            raise KeyError(f'typestore lacks {", ".join(missing)}: register the spsg_ros_msgs '
-                           'types first (spsg_ros.bagio.typestore.get_spsg_typestore)')
-        return cls({short: typestore.types[full] for short, full in MESSAGE_TYPE_NAMES.items()},
-                   'numpy')
+            raise KeyError(
+                f'typestore lacks {", ".join(missing)}: register the spsg_ros_msgs '
+                'types first (spsg_ros.bagio.typestore.get_spsg_typestore)'
+            )
+        return cls(
+            {short: typestore.types[full] for short, full in MESSAGE_TYPE_NAMES.items()}, 'numpy'
+        )
 
     @classmethod
     def from_python_packages(
-            cls, import_module: Callable[[str], Any] = importlib.import_module) -> 'MessageTypes':
+        cls, import_module: Callable[[str], Any] = importlib.import_module
+    ) -> 'MessageTypes':
         """Use the generated Python packages of a ROS 2 installation (``sensor_msgs.msg`` ...)."""
         classes = {}
         for short, full in MESSAGE_TYPE_NAMES.items():
@@ -143,13 +154,16 @@ class MessageTypes:
 def as_numpy(values, dtype) -> np.ndarray:
     """Copy a sequence field (numpy array, array.array, bytes or list) into numpy."""
     if isinstance(values, (bytes, bytearray, memoryview, array.array)):
-        raw = np.frombuffer(values, dtype=np.uint8 if not isinstance(values, array.array)
-                            else np.dtype(values.typecode))
+        raw = np.frombuffer(
+            values,
+            dtype=np.uint8 if not isinstance(values, array.array) else np.dtype(values.typecode),
+        )
         return raw.astype(dtype, copy=True)
     return np.array(values, dtype=dtype).ravel()
 
 
 # --- stamps and headers ----------------------------------------------------
+
 
 def stamp_to_time(types: MessageTypes, stamp_ns: int):
     """builtin_interfaces/Time from integer nanoseconds."""
@@ -172,93 +186,50 @@ def header_stamp_ns(msg) -> int:
 
 # --- images ----------------------------------------------------------------
 
+
 def canonical_encoding(encoding: str) -> str:
-    """Return the frontend name of ``encoding``; raise ImageConversionError if unsupported."""
-    name = ENCODING_ALIASES.get(encoding, encoding)
-    if name not in IMAGE_ENCODINGS:
-        supported = ', '.join(list(IMAGE_ENCODINGS) + list(ENCODING_ALIASES))
-        raise ImageConversionError(f"unsupported image encoding '{encoding}' "
-                                   f'(supported: {supported})')
-    return name
+    """Return the decoder's name of ``encoding``; raise ImageConversionError if unsupported."""
+    return images.canonical_encoding(encoding)
 
 
 def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
     """
     Array (H, W) or (H, W, C) in native byte order and the encoding of a sensor_msgs/Image.
 
-    Honours ``step`` (row padding) and ``is_bigendian``; the array owns its memory.
+    Decoded by :func:`spsg_ros.images.decode_image`: honours ``step`` and
+    ``is_bigendian``; Bayer and YUV 4:2:2 come back as bgr8 (bgr16); the array owns
+    its memory.
     """
-    encoding = canonical_encoding(msg.encoding)
-    dtype, channels = IMAGE_ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise ImageConversionError(f'empty image ({width} x {height} pixels)')
-    item = np.dtype(dtype).itemsize
-    row_bytes = width * channels * item
-    if step < row_bytes:
-        raise ImageConversionError(f'image step {step} is shorter than a row of {width} '
-                                   f'{encoding} pixels ({row_bytes} bytes)')
-    data = as_numpy(msg.data, np.uint8)
-    # the last row need not carry its padding
-    needed = step * (height - 1) + row_bytes
-    if data.size < needed:
-        raise ImageConversionError(f'image data holds {data.size} bytes, {width} x {height} '
-                                   f'{encoding} with step {step} needs {needed}')
-    padded = np.zeros(step * height, np.uint8)
-    padded[:min(data.size, padded.size)] = data[:padded.size]
-    rows = padded.reshape(height, step)[:, :row_bytes]
-    order = '>' if msg.is_bigendian else '<'
-    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
-    pixels = pixels.astype(np.dtype(dtype), copy=True)  # native byte order
-    shape = (height, width) if channels == 1 else (height, width, channels)
-    return pixels.reshape(shape), encoding
+    return images.decode_image(
+        msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data
+    )
 
 
-def array_to_image_msg(types: MessageTypes, image: np.ndarray, encoding: str,
-                       stamp_ns: int, frame_id: str):
+def array_to_image_msg(
+    types: MessageTypes, image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str
+):
     """sensor_msgs/Image of a contiguous array in native byte order (no row padding)."""
     encoding = canonical_encoding(encoding)
-    dtype, channels = IMAGE_ENCODINGS[encoding]
-    image = np.asarray(image)
-    expected = (2,) if channels == 1 else (3,)
-    if image.ndim == 3 and channels == 1 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in expected or (channels > 1 and image.shape[2] != channels):
-        raise ImageConversionError(f'array of shape {image.shape} does not fit encoding '
-                                   f'{encoding} ({channels} channel(s))')
-    if image.dtype != np.dtype(dtype):
-        raise ImageConversionError(f'array of dtype {image.dtype} does not fit encoding '
-                                   f'{encoding} ({np.dtype(dtype).name})')
-    if image.size == 0:
-        raise ImageConversionError(f'empty image array of shape {image.shape}')
-    image = np.ascontiguousarray(image)
+    image = np.ascontiguousarray(images.check_array(np.asarray(image), encoding))
     height, width = image.shape[:2]
     return types.Image(
         header=make_header(types, stamp_ns, frame_id),
-        height=int(height), width=int(width), encoding=encoding,
+        height=int(height),
+        width=int(width),
+        encoding=encoding,
         is_bigendian=int(sys.byteorder == 'big' and image.itemsize > 1),
-        step=int(width * channels * image.itemsize),
-        data=types.sequence(image.view(np.uint8).ravel(), np.uint8))
+        step=int(image[0].nbytes),
+        data=types.sequence(image.view(np.uint8).ravel(), np.uint8),
+    )
 
 
 def to_display_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
     """BGR uint8 view of a frontend image for drawing (mono16 is scaled to 8 bit)."""
-    import cv2
-    encoding = canonical_encoding(encoding)
-    if encoding == 'mono16':
-        peak = int(image.max()) if image.size else 0
-        image = (image.astype(np.float32) * (255.0 / max(peak, 1))).astype(np.uint8)
-        encoding = 'mono8'
-    if encoding == 'mono8':
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    conversions = {'rgb8': cv2.COLOR_RGB2BGR, 'rgba8': cv2.COLOR_RGBA2BGR,
-                   'bgra8': cv2.COLOR_BGRA2BGR}
-    if encoding in conversions:
-        return cv2.cvtColor(image, conversions[encoding])
-    return np.ascontiguousarray(image)
+    return images.to_display_bgr(image, encoding)
 
 
 # --- camera info -----------------------------------------------------------
+
 
 def _field(msg, lower: str):
     # ROS 2 names the matrices k, d, p; ROS 1 (rosbags noetic types) K, D, P
@@ -277,76 +248,44 @@ def camera_info_from_msg(msg) -> CameraInfo:
     """
     K = as_numpy(_field(msg, 'k'), np.float64).reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f'camera_info of frame {msg.header.frame_id!r} is uncalibrated '
-                         f'(fx = {K[0, 0]}, fy = {K[1, 1]})')
+        raise ValueError(
+            f'camera_info of frame {msg.header.frame_id!r} is uncalibrated '
+            f'(fx = {K[0, 0]}, fy = {K[1, 1]})'
+        )
     D = as_numpy(_field(msg, 'd'), np.float64)
     P = as_numpy(_field(msg, 'p'), np.float64)
     P = P.reshape(3, 4) if P.size == 12 and P.any() else None
     baseline = None
     if P is not None and P[0, 0] > 0 and P[0, 3] != 0:
         baseline = float(-P[0, 3] / P[0, 0])
-    return CameraInfo(K=K, width=int(msg.width), height=int(msg.height), D=D, P=P,
-                      baseline=baseline)
+    return CameraInfo(
+        K=K, width=int(msg.width), height=int(msg.height), D=D, P=P, baseline=baseline
+    )
 
 
 def stereo_camera_infos(left_msg, right_msg) -> Tuple[CameraInfo, CameraInfo]:
     """Left and right intrinsics with the baseline of the right projection set on both."""
     left, right = camera_info_from_msg(left_msg), camera_info_from_msg(right_msg)
     if right.baseline is None:
-        raise ValueError('right camera_info has no baseline: its projection P must hold '
-                         'P[0, 3] = -fx * baseline (rectified stereo)')
+        raise ValueError(
+            'right camera_info has no baseline: its projection P must hold '
+            'P[0, 3] = -fx * baseline (rectified stereo)'
+        )
     left.baseline = right.baseline
     return left, right
 
 
 # --- rotations and transforms -----------------------------------------------
 
-def rotation_to_quaternion(R: np.ndarray) -> Tuple[float, float, float, float]:
-    """(x, y, z, w) unit quaternion, w >= 0, of a rotation matrix."""
-    R = np.asarray(R, np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    # branch on the largest diagonal term for numerical stability
-    if trace > 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        w, x = 0.25 * s, (R[2, 1] - R[1, 2]) / s
-        y, z = (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        w, x = (R[2, 1] - R[1, 2]) / s, 0.25 * s
-        y, z = (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        w, x = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s
-        y, z = 0.25 * s, (R[1, 2] + R[2, 1]) / s
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        w, x = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s
-        y, z = (R[1, 2] + R[2, 1]) / s, 0.25 * s
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return tuple(float(v) for v in q)
-
-
-def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
-    q = np.array([x, y, z, w], np.float64)
-    norm = np.linalg.norm(q)
-    if norm == 0:
-        raise ValueError('zero quaternion')
-    x, y, z, w = q / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
 
 def transform_msg(types: MessageTypes, T: np.ndarray):
     """geometry_msgs/Transform of a 4x4 matrix."""
     x, y, z, w = rotation_to_quaternion(T[:3, :3])
     t = [float(v) for v in T[:3, 3]]
-    return types.Transform(translation=types.Vector3(x=t[0], y=t[1], z=t[2]),
-                           rotation=types.Quaternion(x=x, y=y, z=z, w=w))
+    return types.Transform(
+        translation=types.Vector3(x=t[0], y=t[1], z=t[2]),
+        rotation=types.Quaternion(x=x, y=y, z=z, w=w),
+    )
 
 
 def transform_from_msg(msg) -> np.ndarray:
@@ -362,8 +301,10 @@ def pose_msg(types: MessageTypes, T: np.ndarray):
     """geometry_msgs/Pose of a 4x4 matrix."""
     x, y, z, w = rotation_to_quaternion(T[:3, :3])
     t = [float(v) for v in T[:3, 3]]
-    return types.Pose(position=types.Point(x=t[0], y=t[1], z=t[2]),
-                      orientation=types.Quaternion(x=x, y=y, z=z, w=w))
+    return types.Pose(
+        position=types.Point(x=t[0], y=t[1], z=t[2]),
+        orientation=types.Quaternion(x=x, y=y, z=z, w=w),
+    )
 
 
 def pose_from_msg(msg) -> np.ndarray:
@@ -376,26 +317,42 @@ def pose_from_msg(msg) -> np.ndarray:
 
 # --- frontend results -> messages ------------------------------------------
 
-def keypoints_msg(types: MessageTypes, features: Features, stamp_ns: int, frame_id: str,
-                  image_size: Tuple[int, int]):
+
+def keypoints_msg(
+    types: MessageTypes,
+    features: Features,
+    stamp_ns: int,
+    frame_id: str,
+    image_size: Tuple[int, int],
+):
     """spsg_ros_msgs/Keypoints; ``image_size`` (width, height) of the input image."""
     count = len(features)
     descriptors = np.asarray(features.descriptors, np.float32)
     dim = int(descriptors.shape[0]) if descriptors.ndim == 2 else 0
     return types.Keypoints(
         header=make_header(types, stamp_ns, frame_id),
-        image_width=int(image_size[0]), image_height=int(image_size[1]),
+        image_width=int(image_size[0]),
+        image_height=int(image_size[1]),
         descriptor_dim=dim,
-        keypoints_xy=types.sequence(np.asarray(features.keypoints, np.float32).reshape(count, 2),
-                                    np.float32),
+        keypoints_xy=types.sequence(
+            np.asarray(features.keypoints, np.float32).reshape(count, 2), np.float32
+        ),
         scores=types.sequence(features.scores, np.float32),
         # Features hold D x N (upstream layout); the message is row-major N x D
-        descriptors=types.sequence(descriptors.T if dim else np.zeros(0), np.float32))
+        descriptors=types.sequence(descriptors.T if dim else np.zeros(0), np.float32),
+    )
 
 
-def matches_msg(types: MessageTypes, matches: Matches, kind: int,
-                stamp_ns: int, frame_id: str, ref_stamp_ns: int, ref_frame_id: str,
-                inlier_mask: Optional[np.ndarray] = None):
+def matches_msg(
+    types: MessageTypes,
+    matches: Matches,
+    kind: int,
+    stamp_ns: int,
+    frame_id: str,
+    ref_stamp_ns: int,
+    ref_frame_id: str,
+    inlier_mask: Optional[np.ndarray] = None,
+):
     """
     spsg_ros_msgs/Matches of ``matches`` (matches0 over the current keypoints).
 
@@ -415,11 +372,19 @@ def matches_msg(types: MessageTypes, matches: Matches, kind: int,
         current_indices=types.sequence(current, np.int32),
         reference_indices=types.sequence(reference, np.int32),
         scores=types.sequence(scores, np.float32),
-        inliers=types.sequence(inliers, np.bool_))
+        inliers=types.sequence(inliers, np.bool_),
+    )
 
 
-def relative_pose_msg(types: MessageTypes, pose: RelativePose, stamp_ns: int, frame_id: str,
-                      ref_stamp_ns: int, ref_frame_id: str, is_keyframe: bool = False):
+def relative_pose_msg(
+    types: MessageTypes,
+    pose: RelativePose,
+    stamp_ns: int,
+    frame_id: str,
+    ref_stamp_ns: int,
+    ref_frame_id: str,
+    is_keyframe: bool = False,
+):
     """spsg_ros_msgs/RelativePose; an invalid pose carries the identity transform."""
     T = pose.matrix() if pose.valid else np.eye(4)
     covariance = np.zeros(36)
@@ -431,33 +396,45 @@ def relative_pose_msg(types: MessageTypes, pose: RelativePose, stamp_ns: int, fr
     return types.RelativePose(
         header=make_header(types, stamp_ns, frame_id),
         reference_header=make_header(types, ref_stamp_ns, ref_frame_id),
-        valid=bool(pose.valid), status=str(pose.status),
+        valid=bool(pose.valid),
+        status=str(pose.status),
         transform=transform_msg(types, T),
         scale_known=bool(pose.scale_known),
-        num_matches=int(pose.num_matches), num_inliers=int(pose.num_inliers),
+        num_matches=int(pose.num_matches),
+        num_inliers=int(pose.num_inliers),
         covariance=np.ascontiguousarray(covariance, np.float64),
         covariance_known=covariance_known,
-        is_keyframe=bool(is_keyframe))
+        is_keyframe=bool(is_keyframe),
+    )
 
 
-def status_msg(types: MessageTypes, result: FrameResult, backend: str = '',
-               latency_ms: float = 0.0, frames_dropped: int = 0):
+def status_msg(
+    types: MessageTypes,
+    result: FrameResult,
+    backend: str = '',
+    latency_ms: float = 0.0,
+    frames_dropped: int = 0,
+):
     """spsg_ros_msgs/FrontendStatus of one frame."""
     stages = list(result.timings_ms.items())
     metrics = result.metrics
     return types.FrontendStatus(
         header=make_header(types, result.stamp_ns, result.frame_id),
-        ok=bool(result.ok), status=str(result.status),
+        ok=bool(result.ok),
+        status=str(result.status),
         warnings=[str(w) for w in result.warnings],
         backend=str(backend),
-        num_keypoints=int(metrics.num_kp), num_matches=int(metrics.num_matches),
+        num_keypoints=int(metrics.num_kp),
+        num_matches=int(metrics.num_matches),
         num_inliers=int(metrics.num_inliers),
         match_precision=float(metrics.match_prec),
         outlier_precision=float(metrics.outlier_prec),
         is_keyframe=bool(result.is_keyframe),
         stage_names=[str(name) for name, _ in stages],
         stage_times_ms=types.sequence([float(ms) for _, ms in stages], np.float32),
-        latency_ms=float(latency_ms), frames_dropped=int(frames_dropped))
+        latency_ms=float(latency_ms),
+        frames_dropped=int(frames_dropped),
+    )
 
 
 @dataclass
@@ -472,10 +449,16 @@ class FrameMessages:
     stereo_matches: Any = None
 
 
-def frame_result_to_messages(types: MessageTypes, result: FrameResult, *, backend: str = '',
-                             latency_ms: float = 0.0, frames_dropped: int = 0,
-                             right_stamp_ns: Optional[int] = None,
-                             right_frame_id: Optional[str] = None) -> FrameMessages:
+def frame_result_to_messages(
+    types: MessageTypes,
+    result: FrameResult,
+    *,
+    backend: str = '',
+    latency_ms: float = 0.0,
+    frames_dropped: int = 0,
+    right_stamp_ns: Optional[int] = None,
+    right_frame_id: Optional[str] = None,
+) -> FrameMessages:
     """
     All messages of ``result``, stamped with the input image's stamp and frame id.
 
@@ -488,25 +471,43 @@ def frame_result_to_messages(types: MessageTypes, result: FrameResult, *, backen
     ref_frame = str(result.ref_frame_id) if result.ref_frame_id is not None else ''
     out = FrameMessages(
         keypoints=keypoints_msg(types, result.features, stamp, frame, result.image_size),
-        relative_pose=relative_pose_msg(types, result.pose, stamp, frame, ref_stamp, ref_frame,
-                                        result.is_keyframe),
-        status=status_msg(types, result, backend, latency_ms, frames_dropped))
+        relative_pose=relative_pose_msg(
+            types, result.pose, stamp, frame, ref_stamp, ref_frame, result.is_keyframe
+        ),
+        status=status_msg(types, result, backend, latency_ms, frames_dropped),
+    )
     if result.matches is not None and has_reference:
-        out.matches = matches_msg(types, result.matches, types.Matches.KIND_TEMPORAL, stamp,
-                                  frame, ref_stamp, ref_frame, result.pose.inlier_mask)
+        out.matches = matches_msg(
+            types,
+            result.matches,
+            types.Matches.KIND_TEMPORAL,
+            stamp,
+            frame,
+            ref_stamp,
+            ref_frame,
+            result.pose.inlier_mask,
+        )
     if result.right_features is not None:
         right_stamp = stamp if right_stamp_ns is None else int(right_stamp_ns)
         right_frame = frame if right_frame_id is None else str(right_frame_id)
-        out.right_keypoints = keypoints_msg(types, result.right_features, right_stamp,
-                                            right_frame, result.image_size)
+        out.right_keypoints = keypoints_msg(
+            types, result.right_features, right_stamp, right_frame, result.image_size
+        )
         if result.stereo_matches is not None:
-            out.stereo_matches = matches_msg(types, result.stereo_matches,
-                                             types.Matches.KIND_STEREO, stamp, frame,
-                                             right_stamp, right_frame)
+            out.stereo_matches = matches_msg(
+                types,
+                result.stereo_matches,
+                types.Matches.KIND_STEREO,
+                stamp,
+                frame,
+                right_stamp,
+                right_frame,
+            )
     return out
 
 
 # --- messages -> frontend results ------------------------------------------
+
 
 def features_from_msg(msg) -> Features:
     """Features of a Keypoints message (descriptors back to D x N)."""
@@ -518,10 +519,16 @@ def features_from_msg(msg) -> Features:
     dim = int(msg.descriptor_dim)
     flat = as_numpy(msg.descriptors, np.float32)
     if scores.size != count or flat.size != count * dim:
-        raise ValueError(f'Keypoints message inconsistent: {count} keypoints, {scores.size} '
-                         f'scores, {flat.size} descriptor values for dimension {dim}')
-    return Features(xy.reshape(count, 2), scores, flat.reshape(count, dim).T.copy(),
-                    (int(msg.image_width), int(msg.image_height)))
+        raise ValueError(
+            f'Keypoints message inconsistent: {count} keypoints, {scores.size} '
+            f'scores, {flat.size} descriptor values for dimension {dim}'
+        )
+    return Features(
+        xy.reshape(count, 2),
+        scores,
+        flat.reshape(count, dim).T.copy(),
+        (int(msg.image_width), int(msg.image_height)),
+    )
 
 
 def matches_from_msg(msg) -> Matches:
@@ -532,8 +539,12 @@ def matches_from_msg(msg) -> Matches:
     n_cur, n_ref = int(msg.num_current_keypoints), int(msg.num_reference_keypoints)
     if not (current.size == reference.size == scores.size):
         raise ValueError('Matches message arrays differ in length')
-    if current.size and (current.min() < 0 or current.max() >= n_cur
-                         or reference.min() < 0 or reference.max() >= n_ref):
+    if current.size and (
+        current.min() < 0
+        or current.max() >= n_cur
+        or reference.min() < 0
+        or reference.max() >= n_ref
+    ):
         raise ValueError('Matches message indices out of range')
     out = Matches.empty(n_cur, n_ref)
     out.matches0[current] = reference
@@ -546,31 +557,42 @@ def matches_from_msg(msg) -> Matches:
 def relative_pose_from_msg(msg, matches_msg_=None) -> RelativePose:
     """Rebuild a RelativePose from its message (inlier mask from a Matches message)."""
     T = transform_from_msg(msg.transform)
-    covariance = as_numpy(msg.covariance, np.float64).reshape(6, 6) \
-        if msg.covariance_known else None
+    covariance = (
+        as_numpy(msg.covariance, np.float64).reshape(6, 6) if msg.covariance_known else None
+    )
     inliers = np.zeros(0, bool)
     if matches_msg_ is not None:
         inliers = as_numpy(matches_msg_.inliers, np.bool_)
-    return RelativePose(valid=bool(msg.valid), status=str(msg.status), rotation=T[:3, :3],
-                        translation=T[:3, 3], scale_known=bool(msg.scale_known),
-                        num_matches=int(msg.num_matches), num_inliers=int(msg.num_inliers),
-                        inlier_mask=inliers, covariance=covariance)
+    return RelativePose(
+        valid=bool(msg.valid),
+        status=str(msg.status),
+        rotation=T[:3, :3],
+        translation=T[:3, 3],
+        scale_known=bool(msg.scale_known),
+        num_matches=int(msg.num_matches),
+        num_inliers=int(msg.num_inliers),
+        inlier_mask=inliers,
+        covariance=covariance,
+    )
 
 
-def frame_result_from_messages(keypoints, relative_pose, status=None, matches=None,
-                               right_keypoints=None, stereo_matches=None) -> FrameResult:
+def frame_result_from_messages(
+    keypoints, relative_pose, status=None, matches=None, right_keypoints=None, stereo_matches=None
+) -> FrameResult:
     """Rebuild a FrameResult from its messages (reading a results bag)."""
     features = features_from_msg(keypoints)
     has_reference = matches is not None or time_to_ns(relative_pose.reference_header.stamp) > 0
     result = FrameResult(
-        stamp_ns=header_stamp_ns(keypoints), frame_id=str(keypoints.header.frame_id),
+        stamp_ns=header_stamp_ns(keypoints),
+        frame_id=str(keypoints.header.frame_id),
         image_size=(int(keypoints.image_width), int(keypoints.image_height)),
         features=features,
         ref_stamp_ns=time_to_ns(relative_pose.reference_header.stamp) if has_reference else None,
         ref_frame_id=str(relative_pose.reference_header.frame_id) if has_reference else None,
         matches=matches_from_msg(matches) if matches is not None else None,
         pose=relative_pose_from_msg(relative_pose, matches),
-        is_keyframe=bool(relative_pose.is_keyframe))
+        is_keyframe=bool(relative_pose.is_keyframe),
+    )
     if right_keypoints is not None:
         result.right_features = features_from_msg(right_keypoints)
     if stereo_matches is not None:
@@ -581,76 +603,43 @@ def frame_result_from_messages(keypoints, relative_pose, status=None, matches=No
         times = as_numpy(status.stage_times_ms, np.float64)
         result.timings_ms = {str(n): float(t) for n, t in zip(status.stage_names, times)}
         result.metrics = FrameMetrics(
-            num_kp=int(status.num_keypoints), num_matches=int(status.num_matches),
+            num_kp=int(status.num_keypoints),
+            num_matches=int(status.num_matches),
             match_prec=float(status.match_precision),
-            outlier_prec=float(status.outlier_precision), num_inliers=int(status.num_inliers))
+            outlier_prec=float(status.outlier_precision),
+            num_inliers=int(status.num_inliers),
+        )
     return result
 
 
-# --- trajectory --------------------------------------------------------------
-
-class TrajectoryAccumulator:
-    """
-    World poses of the camera from chained relative poses.
-
-    The world frame is the optical frame of the first camera pose. A frame's
-    pose is its reference's pose composed with the inverse relative pose
-    (``T_world_cur = T_world_ref @ inv(T_cur_ref)``); references are looked up
-    by stamp among the last ``history`` frames, so keyframe pairing works. A
-    frame without a valid pose (or whose reference is unknown) keeps the last
-    pose. Mono translations are unit directions, so the mono trajectory has
-    one unit of length per step.
-    """
-
-    def __init__(self, history: int = 512) -> None:
-        if history < 1:
-            raise ValueError('history must be at least 1')
-        self.history = int(history)
-        self._poses: Dict[int, np.ndarray] = {}
-        self.latest: Optional[np.ndarray] = None
-
-    def reset(self) -> None:
-        self._poses.clear()
-        self.latest = None
-
-    def pose_at(self, stamp_ns: int) -> Optional[np.ndarray]:
-        pose = self._poses.get(int(stamp_ns))
-        return None if pose is None else pose.copy()
-
-    def update(self, stamp_ns: int, ref_stamp_ns: Optional[int],
-               pose: RelativePose) -> Tuple[np.ndarray, bool]:
-        """World pose (4x4) of the frame at ``stamp_ns`` and whether it moved by a valid pose."""
-        reference = self._poses.get(int(ref_stamp_ns)) if ref_stamp_ns is not None else None
-        if self.latest is None:
-            current, moved = np.eye(4), False
-        elif reference is not None and pose.valid:
-            current, moved = reference @ pose.inverse_matrix(), True
-        else:
-            current, moved = self.latest.copy(), False
-        self._poses[int(stamp_ns)] = current
-        while len(self._poses) > self.history:
-            self._poses.pop(next(iter(self._poses)))  # dicts keep insertion order
-        self.latest = current
-        return current.copy(), moved
+# --- trajectory messages --------------------------------------------------------
 
 
-def odometry_msg(types: MessageTypes, T_world_cur: np.ndarray, stamp_ns: int,
-                 world_frame_id: str, child_frame_id: str):
+def odometry_msg(
+    types: MessageTypes,
+    T_world_cur: np.ndarray,
+    stamp_ns: int,
+    world_frame_id: str,
+    child_frame_id: str,
+):
     """nav_msgs/Odometry of a world pose; twist and covariances are not estimated (zero)."""
     zero = types.Vector3(x=0.0, y=0.0, z=0.0)
     return types.Odometry(
         header=make_header(types, stamp_ns, world_frame_id),
         child_frame_id=str(child_frame_id),
-        pose=types.PoseWithCovariance(pose=pose_msg(types, T_world_cur),
-                                      covariance=np.zeros(36)),
-        twist=types.TwistWithCovariance(twist=types.Twist(linear=zero, angular=zero),
-                                        covariance=np.zeros(36)))
+        pose=types.PoseWithCovariance(pose=pose_msg(types, T_world_cur), covariance=np.zeros(36)),
+        twist=types.TwistWithCovariance(
+            twist=types.Twist(linear=zero, angular=zero), covariance=np.zeros(36)
+        ),
+    )
 
 
-def pose_stamped_msg(types: MessageTypes, T_world_cur: np.ndarray, stamp_ns: int,
-                     world_frame_id: str):
-    return types.PoseStamped(header=make_header(types, stamp_ns, world_frame_id),
-                             pose=pose_msg(types, T_world_cur))
+def pose_stamped_msg(
+    types: MessageTypes, T_world_cur: np.ndarray, stamp_ns: int, world_frame_id: str
+):
+    return types.PoseStamped(
+        header=make_header(types, stamp_ns, world_frame_id), pose=pose_msg(types, T_world_cur)
+    )
 
 
 def path_msg(types: MessageTypes, poses: list, stamp_ns: int, world_frame_id: str):
@@ -658,19 +647,33 @@ def path_msg(types: MessageTypes, poses: list, stamp_ns: int, world_frame_id: st
     return types.Path(header=make_header(types, stamp_ns, world_frame_id), poses=list(poses))
 
 
-def transform_stamped_msg(types: MessageTypes, T_world_cur: np.ndarray, stamp_ns: int,
-                          world_frame_id: str, child_frame_id: str):
+def transform_stamped_msg(
+    types: MessageTypes,
+    T_world_cur: np.ndarray,
+    stamp_ns: int,
+    world_frame_id: str,
+    child_frame_id: str,
+):
     """geometry_msgs/TransformStamped (for TF) of a world pose."""
-    return types.TransformStamped(header=make_header(types, stamp_ns, world_frame_id),
-                                  child_frame_id=str(child_frame_id),
-                                  transform=transform_msg(types, T_world_cur))
+    return types.TransformStamped(
+        header=make_header(types, stamp_ns, world_frame_id),
+        child_frame_id=str(child_frame_id),
+        transform=transform_msg(types, T_world_cur),
+    )
 
 
 # --- match picture -------------------------------------------------------------
 
-def matches_picture(result: FrameResult, current_image: np.ndarray, current_encoding: str,
-                    reference_image: np.ndarray, reference_encoding: str,
-                    reference_keypoints: np.ndarray, stereo: bool = False) -> np.ndarray:
+
+def matches_picture(
+    result: FrameResult,
+    current_image: np.ndarray,
+    current_encoding: str,
+    reference_image: np.ndarray,
+    reference_encoding: str,
+    reference_keypoints: np.ndarray,
+    stereo: bool = False,
+) -> np.ndarray:
     """
     BGR uint8 picture of the frame's matches, current image on the left.
 
@@ -679,6 +682,7 @@ def matches_picture(result: FrameResult, current_image: np.ndarray, current_enco
     the right image (``reference_keypoints`` = the right keypoints).
     """
     from ..visualization import draw_matches
+
     current_kp = np.asarray(result.features.keypoints, np.float32).reshape(-1, 2)
     reference_kp = np.asarray(reference_keypoints, np.float32).reshape(-1, 2)
     matches = result.stereo_matches if stereo else result.matches
@@ -687,10 +691,17 @@ def matches_picture(result: FrameResult, current_image: np.ndarray, current_enco
     idx_cur, idx_ref, scores = matches.pairs()
     # a stale reference (e.g. after a reset) can hold fewer keypoints: draw what fits
     drawable = (idx_ref < len(reference_kp)) & (idx_cur < len(current_kp))
-    caption = [f'keypoints {len(current_kp)}  matches {len(idx_cur)}',
-               f'{"stereo" if stereo else "temporal"}  pose: {result.pose.status}']
-    return draw_matches(to_display_bgr(current_image, current_encoding),
-                        to_display_bgr(reference_image, reference_encoding),
-                        current_kp, reference_kp,
-                        current_kp[idx_cur[drawable]], reference_kp[idx_ref[drawable]],
-                        scores[drawable], text=caption)
+    caption = [
+        f'keypoints {len(current_kp)}  matches {len(idx_cur)}',
+        f'{"stereo" if stereo else "temporal"}  pose: {result.pose.status}',
+    ]
+    return draw_matches(
+        to_display_bgr(current_image, current_encoding),
+        to_display_bgr(reference_image, reference_encoding),
+        current_kp,
+        reference_kp,
+        current_kp[idx_cur[drawable]],
+        reference_kp[idx_ref[drawable]],
+        scores[drawable],
+        text=caption,
+    )
