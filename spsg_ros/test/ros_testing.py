@@ -34,6 +34,7 @@ from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.msg import ParameterValue
 from rcl_interfaces.srv import SetParameters
 import rclpy
+import rclpy.node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
@@ -204,6 +205,28 @@ class Probe:
             return future.result().results
         finally:
             self.node.destroy_client(client)
+
+    def output_topics(self, namespace, timeout_s=10.0):
+        """
+        Return topic -> type names the frontend node publishes under ``namespace``.
+
+        Waits until the graph shows the node's publishers there (discovery lags).
+        """
+        from spsg_ros.parameters import NODE_NAME
+
+        def found():
+            try:
+                names = self.node.get_publisher_names_and_types_by_node(NODE_NAME, namespace)
+            except rclpy.node.NodeNameNonExistentError:
+                return {}
+            return {
+                topic: sorted(types)
+                for topic, types in names
+                if topic.startswith(f'{namespace}/')
+            }
+
+        self.spin_until(lambda: bool(found()), timeout_s)
+        return found()
 
     def latest_diagnostics(self, topic='/diagnostics'):
         """Key -> value of the frontend's newest diagnostic status, with its level."""

@@ -13,6 +13,7 @@ from rosbags.highlevel import AnyReader  # noqa: E402
 from spsg_ros.bagio.convert import sequence_to_bag  # noqa: E402
 from spsg_ros.bagio.typestore import get_spsg_typestore  # noqa: E402
 from spsg_ros.bagio.writer import RESULT_TOPICS, BagWriteError, ResultsBagWriter  # noqa: E402
+from spsg_ros.messages.topics import GROUND_TRUTH_TOPICS, output_topics  # noqa: E402
 from spsg_ros.datasets import open_source  # noqa: E402
 from spsg_ros.features.types import Features  # noqa: E402
 from spsg_ros.frontend.types import FrameMetrics, FrameResult, RelativePose  # noqa: E402
@@ -99,29 +100,43 @@ def test_results_bag_roundtrip(tmp_path):
     seen: dict[str, list] = {}
     with AnyReader([path], default_typestore=ts) as reader:
         assert reader.message_count > 0
+        types = {conn.topic: conn.msgtype for conn in reader.connections}
         for conn, t, raw in reader.messages():
             seen.setdefault(conn.topic, []).append(
                 reader.deserialize(raw, conn.msgtype)
             )  # every message
     assert len(seen[RESULT_TOPICS["keypoints"]]) == 3 and len(seen[RESULT_TOPICS["matches"]]) == 2
     assert (
-        len(seen[RESULT_TOPICS["status"]]) == 3 and len(seen[RESULT_TOPICS["relative_pose"]]) == 3
+        len(seen[RESULT_TOPICS["frontend_status"]]) == 3
+        and len(seen[RESULT_TOPICS["relative_pose"]]) == 3
     )
     assert (
-        len(seen[RESULT_TOPICS["right_keypoints"]]) == 3
+        len(seen[RESULT_TOPICS["right/keypoints"]]) == 3
         and len(seen[RESULT_TOPICS["stereo_matches"]]) == 3
     )
-    assert len(seen[RESULT_TOPICS["matches_image"]]) == 3 and len(seen[RESULT_TOPICS["pose"]]) == 3
+    assert (
+        len(seen[RESULT_TOPICS["matches_image"]]) == 3
+        and len(seen[RESULT_TOPICS["odometry"]]) == 3
+    )
+    # the node's stereo topic set, under /frontend, with the table's types; plus ground truth
+    assert {t: types[t] for t in types if t.startswith("/frontend/")} == {
+        topic.bag_topic: topic.type_name for topic in output_topics("stereo")
+    }
+    assert set(types) - set(RESULT_TOPICS.values()) == set(GROUND_TRUTH_TOPICS.values())
+    odometry = seen[RESULT_TOPICS["odometry"]][2]
+    assert odometry.header.frame_id == "odom" and odometry.child_frame_id == "camera_left"
+    assert odometry.pose.pose.position.z == pytest.approx(0.2)
+    assert seen[GROUND_TRUTH_TOPICS["pose"]][0].__msgtype__ == "geometry_msgs/msg/PoseStamped"
     # the path every 2 frames and once more at the end, with all poses so far
     paths = seen[RESULT_TOPICS["trajectory"]]
     assert [len(p.poses) for p in paths] == [2, 3]
     assert paths[-1].poses[2].pose.position.z == pytest.approx(0.2)
-    assert [len(p.poses) for p in seen[RESULT_TOPICS["gt_path"]]] == [2, 3]
+    assert [len(p.poses) for p in seen[GROUND_TRUTH_TOPICS["path"]]] == [2, 3]
     kp = features_from_msg(seen[RESULT_TOPICS["keypoints"]][1])
     np.testing.assert_allclose(
         kp.descriptors, _result(1_001, 1_000, seed=1).features.descriptors, atol=1e-6
     )
-    status = seen[RESULT_TOPICS["status"]][2]
+    status = seen[RESULT_TOPICS["frontend_status"]][2]
     assert (
         status.backend == "torch"
         and status.num_inliers == 8

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 
 from spsg_ros.datasets import DatasetError, detect_kind, open_source
-from spsg_ros.datasets.base import (
-    matrix_to_quat_xyzw,
-    pose_matrix,
-    quat_xyzw_to_matrix,
-    read_intrinsics_yaml,
-)
+from spsg_ros.datasets.intrinsics import read_intrinsics_yaml
+from spsg_ros.datasets.poses import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix
 from spsg_ros.datasets.tartanair import (
     R_NED_FROM_OPTICAL,
     ned_to_optical,

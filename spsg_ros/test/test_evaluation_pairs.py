@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from spsg_ros.datasets.base import pose_matrix
+from spsg_ros.datasets.poses import pose_matrix
 from spsg_ros.evaluation.pairs import (
     PairEntry,
     PairsFileError,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spsg_ros.datasets.base import pose_matrix, quat_xyzw_to_matrix
+from spsg_ros.datasets.poses import pose_matrix, quat_xyzw_to_matrix
 from spsg_ros.evaluation.pose import (
     SequenceAccuracy,
     absolute_trajectory_error,

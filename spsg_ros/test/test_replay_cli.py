@@ -134,7 +134,7 @@ def test_replay_mono_outputs(synthetic_tree, generated_weights, tmp_path):
         assert (out / "plots" / name).stat().st_size > 5000
     bag = _read_bag(out / "results.mcap")
     assert len(bag["/frontend/keypoints"]) == 5 and len(bag["/frontend/matches"]) == 4
-    assert len(bag["/frontend/matches_image"]) == 5 and len(bag["/frontend/pose"]) == 5
+    assert len(bag["/frontend/matches_image"]) == 5 and len(bag["/frontend/odometry"]) == 5
     assert len(bag["/ground_truth/pose"]) == 5 and len(bag["/frontend/trajectory"]) == 3
     picture = bag["/frontend/matches_image"][1]
     assert (

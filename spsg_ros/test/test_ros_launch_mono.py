@@ -55,6 +55,7 @@ if HAVE_ROS:
     from spsg_ros_msgs.msg import FrontendStatus
     from spsg_ros_msgs.msg import Keypoints
     from spsg_ros_msgs.msg import Matches
+    from spsg_ros.messages.topics import output_topics
     from spsg_ros_msgs.msg import RelativePose
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASON)]
@@ -123,6 +124,11 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         sent += [self._send_and_wait(images[i], i, 'bgr8') for i in range(3, 5)]
         for topic in OUTPUTS:
             self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/{topic}']], sent, topic)
+        # the node publishes exactly the mono outputs of the topic table (the results bag's too)
+        self.assertEqual(
+            probe.output_topics(NS),
+            {f'{NS}/{topic.name}': [topic.type_name] for topic in output_topics('mono')},
+        )
         matches = probe.received[f'{NS}/matches']
         self.assertEqual([stamp_ns(m) for m in matches], sent[1:])
         for msg, reference in zip(matches, sent):

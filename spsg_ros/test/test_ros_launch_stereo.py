@@ -51,6 +51,7 @@ if HAVE_ROS:
     from spsg_ros_msgs.msg import FrontendStatus
     from spsg_ros_msgs.msg import Keypoints
     from spsg_ros_msgs.msg import Matches
+    from spsg_ros.messages.topics import output_topics
     from spsg_ros_msgs.msg import RelativePose
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASON)]
@@ -167,6 +168,11 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertEqual([stamp_ns(m) for m in temporal], left_stamps[1:])
         statuses = probe.received[f'{NS}/frontend_status']
         self.assertTrue(all(s.ok for s in statuses), [s.status for s in statuses])
+        # the node publishes exactly the stereo outputs of the topic table (the results bag's too)
+        self.assertEqual(
+            probe.output_topics(NS),
+            {f'{NS}/{topic.name}': [topic.type_name] for topic in output_topics('stereo')},
+        )
 
         # 2. a pair 50 ms apart: no stereo frame, counted on both sides, diagnostics WARN
         before = self._counts()

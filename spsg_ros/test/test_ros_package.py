@@ -230,7 +230,11 @@ def test_node_declares_the_table():
 
 
 def _published_topics():
-    return set(re.findall(r"create_publisher\(\s*types\.\w+,\s*'([\w/]+)'", NODE_FILE.read_text()))
+    """The mono outputs: the node creates one publisher per entry of the topic table."""
+    from spsg_ros.messages.topics import output_topics
+
+    assert "for topic in output_topics(self._mode)" in NODE_FILE.read_text()
+    return {topic.name for topic in output_topics("mono")}
 
 
 def test_rviz_shows_published_topics():

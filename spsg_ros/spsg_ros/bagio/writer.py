@@ -20,23 +20,13 @@ from typing import Any, Optional
 import numpy as np
 
 from ..frontend.types import FrameResult
+from ..messages.topics import GROUND_TRUTH_TOPICS, OUTPUT_TOPICS, OUTPUTS_BY_NAME
 
 log = logging.getLogger(__name__)
 
-#: result topics, named as the live node publishes them under its namespace
-RESULT_TOPICS = {
-    "keypoints": "/frontend/keypoints",
-    "matches": "/frontend/matches",
-    "relative_pose": "/frontend/relative_pose",
-    "status": "/frontend/frontend_status",
-    "right_keypoints": "/frontend/right/keypoints",
-    "stereo_matches": "/frontend/stereo_matches",
-    "matches_image": "/frontend/matches_image",
-    "pose": "/frontend/pose",
-    "trajectory": "/frontend/trajectory",
-    "gt_pose": "/ground_truth/pose",
-    "gt_path": "/ground_truth/path",
-}
+#: results bag topic of each output, by its node-relative name: the node's topics under
+#: ``/frontend`` (ground truth: :data:`GROUND_TRUTH_TOPICS`)
+RESULT_TOPICS = {topic.name: topic.bag_topic for topic in OUTPUT_TOPICS}
 
 
 class BagWriteError(ValueError):
@@ -104,12 +94,14 @@ class BagWriter:
 class ResultsBagWriter:
     """Frontend results as a bag: our messages, the match picture, the trajectory.
 
-    Per frame: Keypoints, RelativePose, FrontendStatus, Matches (when there is a
-    reference), right Keypoints and stereo Matches (stereo), the match picture
-    (``sensor_msgs/Image``, bgr8, optionally scaled), the accumulated pose
-    (``geometry_msgs/PoseStamped``) and, every ``path_every`` frames and at the
-    end, the trajectory so far (``nav_msgs/Path``); ground truth likewise on
-    ``/ground_truth/*`` when given.
+    The topics and types of :data:`spsg_ros.messages.topics.OUTPUT_TOPICS` under
+    ``/frontend``, as the node publishes them. Per frame: keypoints, relative_pose,
+    frontend_status, matches (when there is a reference), right/keypoints and
+    stereo_matches (stereo), the match picture (``matches_image``, bgr8, optionally
+    scaled), the accumulated pose (``odometry``, ``nav_msgs/Odometry`` from
+    ``world_frame_id`` to the image frame) and, every ``path_every`` frames and at the
+    end, the trajectory so far (``trajectory``, ``nav_msgs/Path``); ground truth
+    (PoseStamped and Path in frame ``world``) on ``/ground_truth/*`` when given.
     """
 
     def __init__(
@@ -157,46 +149,56 @@ class ResultsBagWriter:
             right_stamp_ns=right_stamp_ns,
             right_frame_id=right_frame_id,
         )
-        self.bag.write(RESULT_TOPICS["keypoints"], msgs.keypoints, stamp)
-        self.bag.write(RESULT_TOPICS["relative_pose"], msgs.relative_pose, stamp)
-        self.bag.write(RESULT_TOPICS["status"], msgs.status, stamp)
+        self._write("keypoints", msgs.keypoints, stamp)
+        self._write("relative_pose", msgs.relative_pose, stamp)
+        self._write("frontend_status", msgs.status, stamp)
         if msgs.matches is not None:
-            self.bag.write(RESULT_TOPICS["matches"], msgs.matches, stamp)
+            self._write("matches", msgs.matches, stamp)
         if msgs.right_keypoints is not None:
-            self.bag.write(RESULT_TOPICS["right_keypoints"], msgs.right_keypoints, stamp)
+            self._write("right/keypoints", msgs.right_keypoints, stamp)
         if msgs.stereo_matches is not None:
-            self.bag.write(RESULT_TOPICS["stereo_matches"], msgs.stereo_matches, stamp)
+            self._write("stereo_matches", msgs.stereo_matches, stamp)
         if matches_image is not None:
-            self.bag.write(
-                RESULT_TOPICS["matches_image"],
+            self._write(
+                "matches_image",
                 cv.array_to_image_msg(types, matches_image, "bgr8", stamp, result.frame_id),
                 stamp,
             )
         if T_world_cur is not None:
-            pose = cv.pose_stamped_msg(types, T_world_cur, stamp, self.world_frame_id)
-            self.bag.write(RESULT_TOPICS["pose"], pose, stamp)
-            self._poses.append(pose)
+            child = result.frame_id or "camera"
+            odometry = cv.odometry_msg(types, T_world_cur, stamp, self.world_frame_id, child)
+            self._write("odometry", odometry, stamp)
+            self._poses.append(cv.pose_stamped_msg(types, T_world_cur, stamp, self.world_frame_id))
         if gt_pose is not None:
             gt = cv.pose_stamped_msg(types, gt_pose, stamp, "world")
-            self.bag.write(RESULT_TOPICS["gt_pose"], gt, stamp)
+            self.bag.write(GROUND_TRUTH_TOPICS["pose"], gt, stamp)
             self._gt_poses.append(gt)
         self._frames += 1
         self._last_stamp = max(self._last_stamp, stamp)
         if self._frames % self.path_every == 0:
             self._write_paths()
 
+    def _write(self, name: str, msg: Any, stamp_ns: int) -> None:
+        """Write the output ``name`` of the topic table (its type checked) under /frontend."""
+        topic = OUTPUTS_BY_NAME[name]
+        if msg.__msgtype__ != topic.type_name:
+            raise BagWriteError(
+                f"{topic.bag_topic} carries {topic.type_name}, not {msg.__msgtype__}"
+            )
+        self.bag.write(topic.bag_topic, msg, stamp_ns)
+
     def _write_paths(self) -> None:
         from ..messages import conversions as cv
 
         if self._poses:
-            self.bag.write(
-                RESULT_TOPICS["trajectory"],
+            self._write(
+                "trajectory",
                 cv.path_msg(self.types, self._poses, self._last_stamp, self.world_frame_id),
                 self._last_stamp,
             )
         if self._gt_poses:
             self.bag.write(
-                RESULT_TOPICS["gt_path"],
+                GROUND_TRUTH_TOPICS["path"],
                 cv.path_msg(self.types, self._gt_poses, self._last_stamp, "world"),
                 self._last_stamp,
             )

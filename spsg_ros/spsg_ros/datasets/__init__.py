@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from .base import DatasetError, Sequence, SequenceFrame, Trajectory
+from .base import DatasetError, Sequence, SequenceFrame
+
+from .poses import Trajectory
 
 KINDS = ("tartanair", "asl", "euroc", "oivio", "tum", "folder", "bag")
 
@@ -54,7 +56,7 @@ def detect_kind(path: str | Path) -> str:
         return "asl"
     if is_tum(path):
         return "tum"
-    from .base import IMAGE_SUFFIXES
+    from .image_files import IMAGE_SUFFIXES
 
     if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         return "folder"

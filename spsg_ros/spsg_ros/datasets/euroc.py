@@ -27,16 +27,10 @@ from typing import Optional
 import numpy as np
 
 from ..frontend.types import CameraInfo
-from .base import (
-    frame_from_file,
-    DatasetError,
-    Sequence,
-    SequenceFrame,
-    Trajectory,
-    _read_yaml,
-    load_image,
-    read_intrinsics_yaml,
-)
+from .base import DatasetError, Sequence, SequenceFrame
+from .image_files import frame_from_file, load_image
+from .intrinsics import _read_yaml, read_intrinsics_yaml
+from .poses import Trajectory
 
 log = logging.getLogger(__name__)
 

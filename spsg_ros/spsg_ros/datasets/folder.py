@@ -12,17 +12,11 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .base import (
-    frame_from_file,
-    DatasetError,
-    Sequence,
-    SequenceFrame,
-    default_camera_info,
-    image_size,
-    list_images,
-    read_intrinsics_yaml,
-    synthesised_stamps,
-)
+from .base import DatasetError, Sequence, SequenceFrame, synthesised_stamps
+
+from .image_files import frame_from_file, image_size, list_images
+
+from .intrinsics import default_camera_info, read_intrinsics_yaml
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,10 @@ from ..messages.conversions import (
     time_to_ns,
     transform_from_msg,
 )
-from .base import (
-    DatasetError,
-    Sequence,
-    SequenceFrame,
-    Trajectory,
-    check_size,
-    default_camera_info,
-    matrix_to_quat_xyzw,
-    read_intrinsics_yaml,
-)
+from .base import DatasetError, Sequence, SequenceFrame
+from .image_files import check_size
+from .intrinsics import default_camera_info, read_intrinsics_yaml
+from .poses import Trajectory, matrix_to_quat_xyzw
 
 log = logging.getLogger(__name__)
 

@@ -17,21 +17,13 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (
-    frame_from_file,
-    DatasetError,
-    Sequence,
-    SequenceFrame,
-    image_size,
-    load_image,
-    matrix_to_quat_xyzw,
-    pinhole_camera_info,
-    pose_matrix,
-    quat_xyzw_to_matrix,
-    read_intrinsics_yaml,
-    scaled_camera_info,
-    synthesised_stamps,
-)
+from .base import DatasetError, Sequence, SequenceFrame, synthesised_stamps
+
+from .image_files import frame_from_file, image_size, load_image
+
+from .intrinsics import pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info
+
+from .poses import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix
 
 log = logging.getLogger(__name__)
 

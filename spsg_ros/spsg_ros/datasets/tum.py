@@ -17,17 +17,13 @@ from typing import Optional
 
 import numpy as np
 
-from .base import (
-    frame_from_file,
-    DatasetError,
-    Sequence,
-    SequenceFrame,
-    Trajectory,
-    image_size,
-    pinhole_camera_info,
-    read_intrinsics_yaml,
-    scaled_camera_info,
-)
+from .base import DatasetError, Sequence, SequenceFrame
+
+from .image_files import frame_from_file, image_size
+
+from .intrinsics import pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info
+
+from .poses import Trajectory
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import logging
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,7 +28,6 @@ import cv2
 import numpy as np
 
 from ..datasets.base import DatasetError, Sequence, SequenceFrame
-from ..features.types import Features
 from ..frontend.types import FrameResult
 from .pose import SequenceAccuracy
 
@@ -100,20 +100,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def flagged_result(frame: SequenceFrame, status: str) -> FrameResult:
-    """A FrameResult for a frame that never reached the frontend."""
-    size = (0, 0)
-    if frame.camera_info is not None:
-        size = (int(frame.camera_info.width), int(frame.camera_info.height))
-    result = FrameResult(
-        stamp_ns=int(frame.stamp_ns),
-        frame_id=frame.frame_id,
-        image_size=size,
-        features=Features.empty(size),
-        ok=False,
-        status=status,
-    )
-    result.pose.status = f"no pose: {status}"
-    return result
+    """A FrameResult for a frame that never reached the frontend (:meth:`FrameResult.flagged`)."""
+    return FrameResult.flagged(frame, status)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -126,6 +114,24 @@ def _stats(values: list[float]) -> dict[str, float]:
         "p95": float(np.percentile(v, 95)),
         "max": float(v.max()),
     }
+
+
+@dataclass
+class _Outputs:
+    """The replay's open files: the results bag (or None) and the CSV."""
+
+    bag: Any
+    csv_file: Any
+    writer: Any
+
+    def close(self) -> None:
+        """Flush and close the CSV, close the bag (also when the CSV fails)."""
+        try:
+            self.csv_file.flush()
+            self.csv_file.close()
+        finally:
+            if self.bag is not None:
+                self.bag.close()
 
 
 class Replay:
@@ -183,126 +189,142 @@ class Replay:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> dict:
-        from tqdm import tqdm
-
-        from ..bagio.writer import ResultsBagWriter
-        from ..geometry.trajectory import TrajectoryAccumulator
-
-        backend_name = ""
-        try:
-            backend_name = str(self.frontend.backend.describe().get("backend", ""))
-        except Exception:  # describe is informative only
-            backend_name = getattr(self.frontend.backend, "name", "")
+        """Replay every frame; the outputs are closed and summarised however the loop ends."""
         accuracy = SequenceAccuracy(
             metric=self.stereo, position_only=self.sequence.ground_truth_kind == "position"
         )
-        accumulator = TrajectoryAccumulator(history=4096)
-        rows: list[dict] = []
         self.errors: dict[str, list[float]] = {"rot_err_deg": [], "t_dir_err_deg": []}
         if self.stereo:
             self.errors["t_err_m"] = []
-        interrupted, failure = False, None
-        consecutive_errors = 0
-        reference: Optional[tuple] = None  # (stamp, display image, encoding, keypoints)
+        rows: list[dict] = []
         started = time.perf_counter()
+        outputs = self._open_outputs()
+        try:
+            interrupted, failure = self._process_frames(outputs, accuracy, rows)
+        finally:
+            outputs.close()
+        return self._finish(
+            rows, accuracy, time.perf_counter() - started, interrupted, failure, outputs.bag
+        )
+
+    def _backend_name(self) -> str:
+        try:
+            return str(self.frontend.backend.describe().get("backend", ""))
+        except Exception:  # describe is informative only
+            return getattr(self.frontend.backend, "name", "")
+
+    def _open_outputs(self) -> "_Outputs":
+        """The results bag (unless disabled) and the CSV with its header written."""
+        from ..bagio.writer import ResultsBagWriter
+
         bag = (
             ResultsBagWriter(
-                self.out / "results.mcap", backend_name=backend_name, path_every=self.path_every
+                self.out / "results.mcap",
+                backend_name=self._backend_name(),
+                path_every=self.path_every,
             )
             if self.write_bag
             else None
         )
-        csv_file = open(self.out / "metrics.csv", "w", newline="")
         try:
-            writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            csv_file.flush()
-            total = len(self.sequence)
-            bar = tqdm(
-                total=total or None,
-                desc=f"replay {self.sequence.name}",
-                unit="frame",
-                disable=not self.progress,
-            )
-            try:
-                for frame in self.sequence:
-                    t0 = time.perf_counter()
-                    try:
-                        result = self._process(frame)
-                        total_ms = (time.perf_counter() - t0) * 1e3
-                        T_est = result.pose.matrix() if result.pose.valid else None
-                        T_world, _ = accumulator.update(
-                            result.stamp_ns, result.ref_stamp_ns, result.pose
-                        )
-                        error = accuracy.add(
-                            result.stamp_ns,
-                            result.ref_stamp_ns,
-                            T_est,
-                            frame.gt_pose,
-                            frame.gt_position,
-                        )
-                        picture = None
-                        if frame.ok and self.viz_every > 0 and frame.index % self.viz_every == 0:
-                            picture = self._picture(result, frame, reference)
-                        if frame.ok and result.is_keyframe:
-                            reference = (
-                                result.stamp_ns,
-                                frame.image,
-                                frame.encoding,
-                                result.features.keypoints.copy(),
-                            )
-                        if bag is not None:
-                            bag.write_frame(
-                                result,
-                                T_world,
-                                picture,
-                                frame.gt_pose,
-                                latency_ms=total_ms,
-                                right_frame_id=frame.right_frame_id if self.stereo else None,
-                            )
-                        row = self._row(frame, result, total_ms, error)
-                        consecutive_errors = 0
-                    except DatasetError:
-                        raise
-                    except Exception as exc:  # a failure on one frame: flag it and go on
-                        consecutive_errors += 1
-                        log.exception("replay failed on frame %d (%s)", frame.index, frame.source)
-                        result = flagged_result(
-                            frame, f"replay error: {type(exc).__name__}: {exc}"
-                        )
-                        row = self._row(frame, result, (time.perf_counter() - t0) * 1e3, None)
-                        if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                            rows.append(row)
-                            writer.writerow(row)
-                            raise RuntimeError(
-                                f"{MAX_CONSECUTIVE_ERRORS} frames in a row failed, last: "
-                                f"{type(exc).__name__}: {exc}"
-                            ) from exc
-                    rows.append(row)
-                    writer.writerow(row)
-                    csv_file.flush()
-                    bar.update(1)
-                    bar.set_postfix(
-                        kp=row["num_kp"], matches=row["num_matches"], ok=row["ok"], refresh=False
-                    )
-            except KeyboardInterrupt:
-                interrupted = True
-                log.warning("interrupted after %d frames: closing the outputs", len(rows))
-            except Exception as exc:  # the source failed half-way (or too many frames did)
-                failure = (
-                    f"{type(exc).__name__}: {exc}"
-                    if not isinstance(exc, DatasetError)
-                    else str(exc)
-                )
-                log.error("replay stopped after %d frames: %s", len(rows), exc)
-            finally:
-                bar.close()
-        finally:
-            csv_file.flush()
-            csv_file.close()
+            csv_file = open(self.out / "metrics.csv", "w", newline="")
+        except BaseException:
             if bag is not None:
                 bag.close()
-        elapsed = time.perf_counter() - started
+            raise
+        outputs = _Outputs(bag, csv_file, csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS))
+        try:
+            outputs.writer.writeheader()
+            csv_file.flush()
+        except BaseException:
+            outputs.close()
+            raise
+        return outputs
+
+    def _process_frames(
+        self, outputs: "_Outputs", accuracy: SequenceAccuracy, rows: list[dict]
+    ) -> tuple[bool, Optional[str]]:
+        """The loop; returns (interrupted, failure). Ctrl-C or a failing source end it early."""
+        from tqdm import tqdm
+
+        from ..geometry.trajectory import TrajectoryAccumulator
+        from ..messages.references import ReferenceViews
+
+        accumulator = TrajectoryAccumulator(history=4096)
+        references = ReferenceViews()
+        consecutive_errors = 0
+        bar = tqdm(
+            total=len(self.sequence) or None,
+            desc=f"replay {self.sequence.name}",
+            unit="frame",
+            disable=not self.progress,
+        )
+        try:
+            for frame in self.sequence:
+                t0 = time.perf_counter()
+                try:
+                    row = self._replay_frame(frame, t0, outputs, accuracy, accumulator, references)
+                    consecutive_errors = 0
+                except DatasetError:
+                    raise
+                except Exception as exc:  # a failure on one frame: flag it and go on
+                    consecutive_errors += 1
+                    log.exception("replay failed on frame %d (%s)", frame.index, frame.source)
+                    result = flagged_result(frame, f"replay error: {type(exc).__name__}: {exc}")
+                    row = self._row(frame, result, (time.perf_counter() - t0) * 1e3, None)
+                    if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                        rows.append(row)
+                        outputs.writer.writerow(row)
+                        raise RuntimeError(
+                            f"{MAX_CONSECUTIVE_ERRORS} frames in a row failed, last: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+                rows.append(row)
+                outputs.writer.writerow(row)
+                outputs.csv_file.flush()
+                bar.update(1)
+                bar.set_postfix(
+                    kp=row["num_kp"], matches=row["num_matches"], ok=row["ok"], refresh=False
+                )
+        except KeyboardInterrupt:
+            log.warning("interrupted after %d frames: closing the outputs", len(rows))
+            return True, None
+        except Exception as exc:  # the source failed half-way (or too many frames did)
+            log.error("replay stopped after %d frames: %s", len(rows), exc)
+            if isinstance(exc, DatasetError):
+                return False, str(exc)
+            return False, f"{type(exc).__name__}: {exc}"
+        finally:
+            bar.close()
+        return False, None
+
+    def _replay_frame(self, frame, t0, outputs, accuracy, accumulator, references) -> dict:
+        """One frame through the frontend, into the bag; returns its CSV row."""
+        result = self._process(frame)
+        total_ms = (time.perf_counter() - t0) * 1e3
+        T_est = result.pose.matrix() if result.pose.valid else None
+        T_world, _ = accumulator.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
+        error = accuracy.add(
+            result.stamp_ns, result.ref_stamp_ns, T_est, frame.gt_pose, frame.gt_position
+        )
+        picture = None
+        if frame.ok and self.viz_every > 0 and frame.index % self.viz_every == 0:
+            picture = self._picture(result, frame, references)
+        if frame.ok:
+            references.remember(result, frame.image, frame.encoding)
+        if outputs.bag is not None:
+            outputs.bag.write_frame(
+                result,
+                T_world,
+                picture,
+                frame.gt_pose,
+                latency_ms=total_ms,
+                right_frame_id=frame.right_frame_id if self.stereo else None,
+            )
+        return self._row(frame, result, total_ms, error)
+
+    def _finish(self, rows, accuracy, elapsed, interrupted, failure, bag) -> dict:
+        """Write summary.json, then the plots, then the summary again with them."""
         summary = self._summary(rows, accuracy, elapsed, interrupted, failure, bag)
         with open(self.out / "summary.json", "w") as f:
             json.dump(_json_safe(summary), f, indent=2)
@@ -323,13 +345,19 @@ class Replay:
             return self.frontend.process_stereo(frame.frame(), frame.right_frame())
         return self.frontend.process(frame.frame())
 
-    def _picture(self, result: FrameResult, frame: SequenceFrame, reference: Optional[tuple]):
+    def _picture(self, result: FrameResult, frame: SequenceFrame, references):
         """Matches against the reference image, or the keypoints alone without one."""
         from ..messages.conversions import matches_picture, to_display_bgr
 
-        if reference is not None and result.ref_stamp_ns == reference[0]:
+        reference = references.get(result.ref_stamp_ns)
+        if reference is not None:
             picture = matches_picture(
-                result, frame.image, frame.encoding, reference[1], reference[2], reference[3]
+                result,
+                frame.image,
+                frame.encoding,
+                reference.image,
+                reference.encoding,
+                reference.keypoints,
             )
         else:
             picture = to_display_bgr(frame.image, frame.encoding)

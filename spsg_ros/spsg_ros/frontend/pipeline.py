@@ -131,10 +131,10 @@ class Frontend:
         try:
             result = run(timings)
         except (FrameError, cam.CalibrationError) as exc:
-            result = _flagged(frame, str(exc))
+            result = FrameResult.flagged(frame, str(exc))
         except Exception as exc:  # never let one bad frame stop a stream
             log.exception("frontend failed on frame %s", getattr(frame, "stamp_ns", "?"))
-            result = _flagged(frame, f"internal error: {type(exc).__name__}: {exc}")
+            result = FrameResult.flagged(frame, f"internal error: {type(exc).__name__}: {exc}")
         timings["total"] = (time.perf_counter() - start) * 1e3
         result.timings_ms = timings
         if not result.ok:
@@ -385,23 +385,3 @@ class Frontend:
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
-
-
-def _flagged(frame: Any, status: str) -> FrameResult:
-    image = getattr(frame, "image", None)
-    shape = getattr(image, "shape", ())
-    size = (int(shape[1]), int(shape[0])) if len(shape) >= 2 else (0, 0)
-    try:
-        stamp = int(getattr(frame, "stamp_ns", 0) or 0)
-    except (TypeError, ValueError):
-        stamp = 0
-    result = FrameResult(
-        stamp_ns=stamp,
-        frame_id=str(getattr(frame, "frame_id", "")),
-        image_size=size,
-        features=Features.empty(size),
-        ok=False,
-        status=status,
-    )
-    result.pose.status = f"no pose: {status}"
-    return result

@@ -13,7 +13,7 @@ Conventions, used by every consumer (ROS messages, bags, evaluation):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -112,3 +112,40 @@ class FrameResult:
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def flagged(cls, frame: Any, status: str) -> "FrameResult":
+        """The result of a frame that could not be processed (``ok`` False, no pose).
+
+        ``frame`` is a :class:`Frame`, a dataset frame or anything with some of
+        ``stamp_ns``, ``frame_id``, ``image`` and ``camera_info``; missing or unusable
+        values give stamp 0, an empty frame id and the image size of the image, else
+        of the camera info, else (0, 0).
+        """
+        try:
+            stamp = int(getattr(frame, "stamp_ns", 0) or 0)
+        except (TypeError, ValueError):
+            stamp = 0
+        size = _image_size(frame)
+        result = cls(
+            stamp_ns=stamp,
+            frame_id=str(getattr(frame, "frame_id", "")),
+            image_size=size,
+            features=Features.empty(size),
+            ok=False,
+            status=status,
+        )
+        result.pose.status = f"no pose: {status}"
+        return result
+
+
+def _image_size(frame: Any) -> tuple[int, int]:
+    """(width, height) of the frame's image, else of its camera info, else (0, 0)."""
+    shape = getattr(getattr(frame, "image", None), "shape", ())
+    if len(shape) >= 2:
+        return int(shape[1]), int(shape[0])
+    info = getattr(frame, "camera_info", None)
+    try:
+        return int(info.width), int(info.height)
+    except (AttributeError, TypeError, ValueError):
+        return 0, 0

@@ -56,6 +56,8 @@ from .. import parameters
 from ..frontend.config import check_parameters
 from ..geometry.trajectory import TrajectoryAccumulator
 from ..messages import conversions
+from ..messages.references import ReferenceViews
+from ..messages.topics import output_topics
 
 # Diagnostics stay WARN this long after a stereo image found no partner.
 UNPAIRED_WARN_S = 30.0
@@ -163,7 +165,7 @@ class FrontendNode(Node):
         self._warned = set()
         self._trajectory = TrajectoryAccumulator()
         self._path_poses = []
-        self._views = {}  # stamp -> (image, encoding, keypoints) of possible references
+        self._references = ReferenceViews()  # images of the frames matched against later
         self._tf_broadcaster = None
 
         self._create_publishers(values)
@@ -190,19 +192,13 @@ class FrontendNode(Node):
             else ReliabilityPolicy.BEST_EFFORT
         )
         qos = QoSProfile(depth=values['output_depth'], reliability=reliability)
-        types = self._types
-        self._pub_keypoints = self.create_publisher(types.Keypoints, 'keypoints', qos)
-        self._pub_matches = self.create_publisher(types.Matches, 'matches', qos)
-        self._pub_pose = self.create_publisher(types.RelativePose, 'relative_pose', qos)
-        self._pub_status = self.create_publisher(types.FrontendStatus, 'frontend_status', qos)
-        self._pub_odometry = self.create_publisher(types.Odometry, 'odometry', qos)
-        self._pub_path = self.create_publisher(types.Path, 'trajectory', qos)
-        self._pub_matches_image = self.create_publisher(types.Image, 'matches_image', qos)
-        if self._mode == 'stereo':
-            self._pub_right_keypoints = self.create_publisher(
-                types.Keypoints, 'right/keypoints', qos
+        # one publisher per output of the topic table (spsg_ros.messages.topics)
+        self._output_publishers = {
+            topic.name: self.create_publisher(
+                getattr(self._types, topic.short_type), topic.name, qos
             )
-            self._pub_stereo_matches = self.create_publisher(types.Matches, 'stereo_matches', qos)
+            for topic in output_topics(self._mode)
+        }
 
     def _log_backend_choice(self, requested):
         attempts = getattr(self._frontend.backend, 'auto_attempts', None)
@@ -448,7 +444,7 @@ class FrontendNode(Node):
         self._time_resets += 1
         self._trajectory.reset()
         self._path_poses = []
-        self._views = {}
+        self._references.clear()
         self.get_logger().warning(f'{reason} (reset #{self._time_resets})')
 
     def _rebuild_frontend(self, values):
@@ -470,21 +466,22 @@ class FrontendNode(Node):
             right_stamp_ns=None if right is None else right.stamp_ns,
             right_frame_id=None if right is None else right.frame_id,
         )
-        self._pub_keypoints.publish(messages.keypoints)
+        publishers = self._output_publishers
+        publishers['keypoints'].publish(messages.keypoints)
         if messages.matches is not None:
-            self._pub_matches.publish(messages.matches)
-        self._pub_pose.publish(messages.relative_pose)
+            publishers['matches'].publish(messages.matches)
+        publishers['relative_pose'].publish(messages.relative_pose)
         if self._mode == 'stereo':
             if messages.right_keypoints is not None:
-                self._pub_right_keypoints.publish(messages.right_keypoints)
+                publishers['right/keypoints'].publish(messages.right_keypoints)
             if messages.stereo_matches is not None:
-                self._pub_stereo_matches.publish(messages.stereo_matches)
+                publishers['stereo_matches'].publish(messages.stereo_matches)
         self._publish_trajectory(result, settings)
-        if self._pub_matches_image.get_subscription_count() > 0:
+        if publishers['matches_image'].get_subscription_count() > 0:
             self._publish_matches_image(result, current, right, settings)
             self._pictures_drawn += 1
-        self._remember_view(result, current)
-        self._pub_status.publish(messages.status)
+        self._references.remember(result, current.image, current.encoding)
+        publishers['frontend_status'].publish(messages.status)
         self._latency.add((time.monotonic() - received) * 1000.0)
         self._output_rate.tick()
 
@@ -500,7 +497,7 @@ class FrontendNode(Node):
             )
             child = 'camera'
         T_world_cur, _ = self._trajectory.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
-        self._pub_odometry.publish(
+        self._output_publishers['odometry'].publish(
             conversions.odometry_msg(types, T_world_cur, result.stamp_ns, world, child)
         )
         limit = settings['path_max_length']
@@ -509,7 +506,7 @@ class FrontendNode(Node):
                 conversions.pose_stamped_msg(types, T_world_cur, result.stamp_ns, world)
             )
             del self._path_poses[:-limit]
-            self._pub_path.publish(
+            self._output_publishers['trajectory'].publish(
                 conversions.path_msg(types, self._path_poses, result.stamp_ns, world)
             )
         if settings['publish_tf'] and self._tf_broadcaster is None:
@@ -525,14 +522,6 @@ class FrontendNode(Node):
                     types, T_world_cur, result.stamp_ns, world, child
                 )
             )
-
-    def _remember_view(self, result, frame):
-        # only the newest frame and the current keyframe can be a later reference
-        keep = {result.stamp_ns}
-        if result.ref_stamp_ns is not None and not result.is_keyframe:
-            keep.add(result.ref_stamp_ns)
-        self._views[result.stamp_ns] = (frame.image, frame.encoding, result.features.keypoints)
-        self._views = {stamp: view for stamp, view in self._views.items() if stamp in keep}
 
     def _publish_matches_image(self, result, current, right, settings):
         import cv2
@@ -554,12 +543,25 @@ class FrontendNode(Node):
                 stereo=True,
             )
         else:
-            view = self._views.get(result.ref_stamp_ns)
+            view = self._references.get(result.ref_stamp_ns)
             if view is None:  # first frame: show it against itself without matches
-                view = (current.image, current.encoding, np.zeros((0, 2), np.float32))
-            picture = conversions.matches_picture(
-                result, current.image, current.encoding, view[0], view[1], view[2]
-            )
+                picture = conversions.matches_picture(
+                    result,
+                    current.image,
+                    current.encoding,
+                    current.image,
+                    current.encoding,
+                    np.zeros((0, 2), np.float32),
+                )
+            else:
+                picture = conversions.matches_picture(
+                    result,
+                    current.image,
+                    current.encoding,
+                    view.image,
+                    view.encoding,
+                    view.keypoints,
+                )
         max_width = settings['matches_image_max_width']
         if 0 < max_width < picture.shape[1]:
             scale = max_width / picture.shape[1]
@@ -568,7 +570,7 @@ class FrontendNode(Node):
                 (max_width, max(1, int(picture.shape[0] * scale))),
                 interpolation=cv2.INTER_AREA,
             )
-        self._pub_matches_image.publish(
+        self._output_publishers['matches_image'].publish(
             conversions.array_to_image_msg(
                 self._types, picture, 'bgr8', result.stamp_ns, result.frame_id
             )
