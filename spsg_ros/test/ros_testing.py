@@ -206,6 +206,17 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
+    def subscribe_outputs(self, namespace, mode, skip=()):
+        """Subscribe to the frontend's outputs of ``mode`` (topic table) under ``namespace``."""
+        import importlib
+
+        from spsg_ros.messages.topics import output_topics
+        for topic in output_topics(mode):
+            if topic.name not in skip:
+                package, _, name = topic.type_name.split('/')
+                msg_type = getattr(importlib.import_module(f'{package}.msg'), name)
+                self.subscribe(f'{namespace}/{topic.name}', msg_type)
+
     def output_topics(self, namespace, timeout_s=10.0):
         """
         Return topic -> type names the frontend node publishes under ``namespace``.

@@ -37,8 +37,6 @@ if HAVE_ROS:
     import launch
     import launch_testing.actions
     import launch_testing.asserts
-    from nav_msgs.msg import Odometry
-    from nav_msgs.msg import Path
     import numpy as np
     from ros_testing import camera_info_msg
     from ros_testing import freiburg_images
@@ -52,11 +50,8 @@ if HAVE_ROS:
     from ros_testing import time_ns
     from sensor_msgs.msg import CameraInfo
     from sensor_msgs.msg import Image
-    from spsg_ros_msgs.msg import FrontendStatus
-    from spsg_ros_msgs.msg import Keypoints
     from spsg_ros_msgs.msg import Matches
     from spsg_ros.messages.topics import output_topics
-    from spsg_ros_msgs.msg import RelativePose
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASON)]
 
@@ -103,16 +98,8 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
 
     def test_frontend_in_use(self):
         probe = self.probe
-        types = {
-            'keypoints': Keypoints,
-            'matches': Matches,
-            'relative_pose': RelativePose,
-            'frontend_status': FrontendStatus,
-            'odometry': Odometry,
-            'trajectory': Path,
-        }
-        for topic, msg_type in types.items():
-            probe.subscribe(f'{NS}/{topic}', msg_type)
+        # matches_image only from step 2 on: it is drawn only while someone subscribes
+        probe.subscribe_outputs(NS, 'mono', skip=('matches_image',))
         probe.subscribe('/diagnostics', DiagnosticArray)
         self.image_pub = probe.node.create_publisher(Image, f'{NS}/image_raw', RELIABLE)
         self.info_pub = probe.node.create_publisher(CameraInfo, f'{NS}/camera_info', RELIABLE)

@@ -48,11 +48,8 @@ if HAVE_ROS:
     from ros_testing import time_ns
     from sensor_msgs.msg import CameraInfo
     from sensor_msgs.msg import Image
-    from spsg_ros_msgs.msg import FrontendStatus
-    from spsg_ros_msgs.msg import Keypoints
     from spsg_ros_msgs.msg import Matches
     from spsg_ros.messages.topics import output_topics
-    from spsg_ros_msgs.msg import RelativePose
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(not HAVE_ROS, reason=ROS_REASON)]
 
@@ -122,19 +119,7 @@ class TestStereoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
 
     def test_pairs_within_and_beyond_the_slop(self):
         probe = self.probe
-        types = {
-            'keypoints': Keypoints,
-            'right/keypoints': Keypoints,
-            'stereo_matches': Matches,
-            'matches': Matches,
-            'relative_pose': RelativePose,
-            'frontend_status': FrontendStatus,
-        }
-        for topic, msg_type in types.items():
-            probe.subscribe(f'{NS}/{topic}', msg_type)
-        from nav_msgs.msg import Odometry
-
-        probe.subscribe(f'{NS}/odometry', Odometry)
+        probe.subscribe_outputs(NS, 'stereo')
         probe.subscribe('/diagnostics', DiagnosticArray)
         self.publishers = {
             topic: probe.node.create_publisher(msg_type, f'{NS}/{topic}', RELIABLE)
