@@ -15,7 +15,7 @@ spsg-ros make-synthetic "$OUT/synthetic" --frames "$FRAMES"
 spsg-ros replay "$OUT/synthetic" --stereo --out "$OUT/replay" "$@"
 cat <<MSG
 results in $OUT/replay:
-  results.mcap/   ROS 2 bag (MCAP): keypoints, matches, relative poses, status, match images, trajectory
+  results/        ROS 2 bag (results_0.mcap): keypoints, matches, relative poses, status, match images, trajectory
   metrics.csv     one row per frame
   summary.json    means, latency, accuracy against ground truth (AUC@5/10/20, RPE, ATE)
   plots/          metrics.png latency.png trajectory.png errors.png

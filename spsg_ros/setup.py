@@ -32,7 +32,8 @@ setup(
         "torch": ["torch>=2.0"],
         "export": ["onnx>=1.14", "onnxscript>=0.1", "onnxslim>=0.1"],
         "openvino": ["openvino>=2024.0"],
-        "bags": ["rosbags>=0.11"],
+        # mcap: Writer.flush (chunks closed by age) appeared in 1.5
+        "bags": ["rosbags>=0.11", "mcap>=1.5"],
         "plots": ["matplotlib>=3.5"],
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
     },

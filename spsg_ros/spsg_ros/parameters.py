@@ -287,7 +287,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     _p(
         'max_keypoints',
         1024,
-        'keep the best N SuperPoint keypoints (-1: all)',
+        'keep the best N SuperPoint keypoints (N >= 1; -1: all)',
         min_value=-1,
         max_value=100000,
         config_path=('superpoint', 'max_keypoints'),
@@ -303,7 +303,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     _p(
         'nms_radius',
         4,
-        'SuperPoint non-maximum suppression radius (px)',
+        'SuperPoint non-maximum suppression radius (px; 0: no suppression, as upstream)',
         min_value=0,
         max_value=64,
         config_path=('superpoint', 'nms_radius'),
@@ -368,7 +368,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         'resize',
         [-1],
         'network input size: [-1] keep, [N] longest side N, [W, H] exact '
-        '(results stay in input pixels)',
+        '(N, W, H > 0; results stay in input pixels)',
         min_value=-1,
         max_value=16384,
         config_path=('preprocess', 'resize'),
@@ -378,6 +378,15 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         False,
         'contrast-limited histogram equalisation before SuperPoint (low-contrast scenes)',
         config_path=('preprocess', 'clahe'),
+    ),
+    _p(
+        'bit_depth',
+        0,
+        'significant bits of 16-bit images: 0 auto (values never above 4095 are read as '
+        '12-bit, else 16-bit), 8..16 fixed (larger values clip)',
+        min_value=0,
+        max_value=16,
+        config_path=('preprocess', 'bit_depth'),
     ),
     _p(
         'undistort',

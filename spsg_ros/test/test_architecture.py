@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "spsg_ros"
 LAYERS = [
-    {"geometry", "images", "config", "parameters", "visualization"},
+    {"geometry", "images", "config", "parameters", "visualization", "stop_signals"},
     {"networks"},
     {"features"},
     {"matching"},

@@ -13,7 +13,7 @@ from rosbags.highlevel import AnyReader  # noqa: E402
 from spsg_ros.bagio.convert import sequence_to_bag  # noqa: E402
 from spsg_ros.bagio.typestore import get_spsg_typestore  # noqa: E402
 from spsg_ros.bagio.writer import RESULT_TOPICS, BagWriteError, ResultsBagWriter  # noqa: E402
-from spsg_ros.messages.topics import GROUND_TRUTH_TOPICS, output_topics  # noqa: E402
+from spsg_ros.messages.topics import GROUND_TRUTH_TOPICS, TF_STATIC_TOPIC, output_topics  # noqa: E402
 from spsg_ros.datasets import open_source  # noqa: E402
 from spsg_ros.features.types import Features  # noqa: E402
 from spsg_ros.frontend.types import FrameMetrics, FrameResult, RelativePose  # noqa: E402
@@ -122,7 +122,11 @@ def test_results_bag_roundtrip(tmp_path):
     assert {t: types[t] for t in types if t.startswith("/frontend/")} == {
         topic.bag_topic: topic.type_name for topic in output_topics("stereo")
     }
-    assert set(types) - set(RESULT_TOPICS.values()) == set(GROUND_TRUTH_TOPICS.values())
+    assert set(types) - set(RESULT_TOPICS.values()) == set(GROUND_TRUTH_TOPICS.values()) | {
+        TF_STATIC_TOPIC
+    }
+    # named as ros2 bag record names it, with metadata.yaml
+    assert sorted(p.name for p in path.iterdir()) == ["metadata.yaml", "results.mcap_0.mcap"]
     odometry = seen[RESULT_TOPICS["odometry"]][2]
     assert odometry.header.frame_id == "odom" and odometry.child_frame_id == "camera_left"
     assert odometry.pose.pose.position.z == pytest.approx(0.2)
@@ -173,6 +177,7 @@ def test_sequence_to_bag_and_back(tmp_path):
     assert (
         report.topics["/camera/left/image_raw"] == 3 and report.topics["/ground_truth/pose"] == 3
     )
+    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == ["bag_0.mcap", "metadata.yaml"]
     back = open_source(tmp_path / "bag", stereo=True)
     assert back.topic == "/camera/left/image_raw" and back.right_topic == "/camera/right/image_raw"
     frames = list(back)

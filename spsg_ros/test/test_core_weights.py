@@ -39,8 +39,48 @@ def test_short_name_of_the_wrong_network(tmp_path):
 def test_not_a_weight_file(tmp_path):
     bogus = tmp_path / "image.pth"
     bogus.write_bytes(b"\x89PNG not a checkpoint at all")
-    with pytest.raises(WeightError, match="not a readable PyTorch weight file"):
+    with pytest.raises(
+        WeightError, match="is not a PyTorch checkpoint.*damaged or the wrong file"
+    ):
         load_superpoint(bogus)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"PK\x03\x04" + bytes(200), "damaged PyTorch checkpoint: its zip archive"),
+        (b"\x80\x02" + bytes(range(256)) * 4, "not a readable PyTorch checkpoint"),
+    ],
+)
+def test_damaged_files_never_suggest_weights_only_false(tmp_path, content, message):
+    """torch's hint to re-run with weights_only=False is wrong for a damaged file."""
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightError, match=message) as err:
+        W.load_state_dict(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_pickled_objects_get_a_safe_explanation(tmp_path):
+    path = tmp_path / "objects.pth"
+    torch.save({"conv1a.weight": torch.zeros(1), "payload": subprocess.Popen}, path)
+    with pytest.raises(WeightError, match="Python objects besides tensors") as err:
+        W.load_state_dict(path)
+    assert "weights_only" not in str(err.value) and "Popen" in str(err.value)
+
+
+def test_non_finite_values_name_the_tensors(tmp_path, generated_weights):
+    state = torch.load(generated_weights["superglue"], weights_only=True)
+    state["bin_score"] = torch.tensor(float("inf"))
+    state["kenc.encoder.0.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightError) as err:
+        load_superglue(path)
+    text = str(err.value)
+    assert str(path) in text and "2 tensor(s)" in text
+    assert "bin_score (1 inf)" in text and "kenc.encoder.0.weight (1 NaN)" in text
 
 
 def test_pickled_code_is_not_executed(tmp_path):

@@ -226,8 +226,12 @@ def test_corrupt_and_missing_bags(tmp_path):
     folder = tmp_path / "bag2"
     write_ros2_stereo_bag(folder)
     mcap = next(folder.glob("*.mcap"))
-    mcap.write_bytes(mcap.read_bytes()[:200])  # truncated
-    with pytest.raises(DatasetError, match=r"cannot read bag .*bag2"):
+    data = mcap.read_bytes()
+    # a bare .mcap file is a bag too
+    (tmp_path / "bare.mcap").write_bytes(data)
+    assert len(list(open_source(tmp_path / "bare.mcap", stereo=True))) == 6
+    mcap.write_bytes(data[:200])  # truncated inside its only chunk: nothing to read
+    with pytest.raises(DatasetError, match=r"cannot read bag .*bag2.*truncated"):
         list(open_source(folder))
     with pytest.raises(DatasetError, match="does not exist"):
         open_source(tmp_path / "none.bag", kind="bag")

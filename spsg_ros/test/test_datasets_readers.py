@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spsg_ros.datasets import DatasetError, detect_kind, open_source
+from spsg_ros.datasets.base import DEFAULT_BASE_TIME_NS
 from spsg_ros.datasets.intrinsics import read_intrinsics_yaml
 from spsg_ros.datasets.poses import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix
 from spsg_ros.datasets.tartanair import (
@@ -55,7 +56,10 @@ def test_ned_to_optical_known_motion(tmp_path):
     seq = open_source(tmp_path / "P000")
     assert seq.kind == "tartanair" and detect_kind(tmp_path / "P000") == "tartanair"
     frames = list(seq)
-    assert [f.stamp_ns for f in frames] == [0, 100_000_000, 200_000_000]  # 10 Hz synthesised
+    # 10 Hz synthesised from the default base time (not 0: unset time in ROS 2)
+    assert [f.stamp_ns for f in frames] == [
+        DEFAULT_BASE_TIME_NS + i * 100_000_000 for i in range(3)
+    ]
     T0, T1 = frames[0].gt_pose, frames[1].gt_pose
     # first camera: identity orientation, at the origin
     np.testing.assert_allclose(T0, np.eye(4), atol=1e-9)
@@ -82,7 +86,7 @@ def test_tartanair_stereo_and_intrinsics(tmp_path):
     seq = open_source(tmp_path / "P001", stereo=True, rate_hz=5.0, start=0.2)
     assert seq.stereo and len(seq) == 3
     frame = next(iter(seq))
-    assert frame.stamp_ns == 200_000_000 and frame.index == 0
+    assert frame.stamp_ns == DEFAULT_BASE_TIME_NS + 200_000_000 and frame.index == 0
     assert frame.image.shape == (120, 160) and frame.encoding == "mono8"
     assert frame.right_image is not None and not np.array_equal(frame.image, frame.right_image)
     # TartanAir's 640x480 intrinsics scaled to the 160x120 images, baseline 0.25 m
@@ -309,7 +313,9 @@ def test_folder_rate_and_intrinsics_yaml(tmp_path):
         "frame_002.png",
         "frame_003.png",
     ]
-    assert [f.stamp_ns for f in frames] == [0, 250_000_000, 500_000_000]
+    assert [f.stamp_ns for f in frames] == [
+        DEFAULT_BASE_TIME_NS + i * 250_000_000 for i in range(3)
+    ]
     assert frames[0].encoding == "bgr8" and frames[0].image.shape == (120, 160, 3)
     np.testing.assert_allclose(frames[0].camera_info.K[:2], [[150, 0, 79.5], [0, 151, 59.5]])
     assert frames[0].gt_pose is None

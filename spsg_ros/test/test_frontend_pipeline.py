@@ -10,6 +10,7 @@ from spsg_ros.backends.base import Backend
 from spsg_ros.config import ConfigError
 from spsg_ros.datasets.synthetic import SyntheticScene, make_trajectory
 from spsg_ros.frontend import CameraInfo, Frame, Frontend
+from spsg_ros.frontend.pipeline import REFERENCE_MAX_MISSES
 
 W, H = 320, 240
 K_SMALL = np.array([[160.0, 0, 160], [0, 160, 120], [0, 0, 1]])
@@ -156,9 +157,15 @@ def test_keyframe_pairing(torch_backend, images):
         np.eye(4), K_SMALL, W, H
     )  # unrelated view: tracking lost
     r3 = fe.process(_frame(other, 3))
-    assert r3.ref_stamp_ns == 1000 and r3.is_keyframe
+    # no valid pose against the keyframe: the frame cannot anchor anything, the keyframe stays
+    assert r3.ref_stamp_ns == 1000 and not r3.pose.valid and not r3.is_keyframe
     r4 = fe.process(_frame(images[3], 4))
-    assert r4.ref_stamp_ns == 1003
+    assert r4.ref_stamp_ns == 1000 and r4.pose.valid
+    # tracking lost for good: the keyframe is given up after REFERENCE_MAX_MISSES failures
+    results = [fe.process(_frame(other, 5 + i)) for i in range(REFERENCE_MAX_MISSES)]
+    assert [r.pose.valid for r in results] == [False] * REFERENCE_MAX_MISSES
+    assert [r.is_keyframe for r in results] == [False] * (REFERENCE_MAX_MISSES - 1) + [True]
+    assert fe.process(_frame(other, 20)).ref_stamp_ns == results[-1].stamp_ns
     # previous mode: each frame pairs with the one before
     fe = _frontend(torch_backend, matcher="nn")
     fe.process(_frame(images[0], 0))

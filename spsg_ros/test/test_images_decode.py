@@ -408,7 +408,7 @@ def test_one_channel_arrays_may_carry_a_trailing_axis():
     )
 
 
-def test_only_numpy_and_opencv_are_imported():
+def test_only_numpy_opencv_and_the_standard_library_are_imported():
     import ast
     import inspect
 
@@ -426,7 +426,9 @@ def test_only_numpy_and_opencv_are_imported():
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module and not node.level
     }
-    assert modules <= {"__future__", "array", "sys", "typing", "cv2", "numpy"}, modules
+    assert modules <= {"__future__", "array", "logging", "os", "sys", "typing", "cv2", "numpy"}, (
+        modules
+    )
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
 
 

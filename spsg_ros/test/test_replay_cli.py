@@ -132,7 +132,7 @@ def test_replay_mono_outputs(synthetic_tree, generated_weights, tmp_path):
     assert {Path(p).name for p in summary["plots"]} == PLOTS
     for name in PLOTS:
         assert (out / "plots" / name).stat().st_size > 5000
-    bag = _read_bag(out / "results.mcap")
+    bag = _read_bag(out / "results")
     assert len(bag["/frontend/keypoints"]) == 5 and len(bag["/frontend/matches"]) == 4
     assert len(bag["/frontend/matches_image"]) == 5 and len(bag["/frontend/odometry"]) == 5
     assert len(bag["/ground_truth/pose"]) == 5 and len(bag["/frontend/trajectory"]) == 3
@@ -163,7 +163,7 @@ def test_replay_mono_outputs(synthetic_tree, generated_weights, tmp_path):
         )
         == 0
     )
-    assert len(_read_csv(out / "metrics.csv")) == 2 and not (out / "results.mcap").exists()
+    assert len(_read_csv(out / "metrics.csv")) == 2 and not (out / "results").exists()
 
 
 def test_replay_stereo_accuracy(synthetic_tree, shared_weights, tmp_path):
@@ -193,7 +193,7 @@ def test_replay_stereo_accuracy(synthetic_tree, shared_weights, tmp_path):
     assert acc["rot_err_deg_median"] < 1.0, acc
     assert acc["t_err_m_median"] < 0.03, acc  # steps are about 0.1 m
     assert acc["auc@20"] > 50.0
-    bag = _read_bag(out / "results.mcap")
+    bag = _read_bag(out / "results")
     assert len(bag["/frontend/right/keypoints"]) == 5 and len(bag["/frontend/stereo_matches"]) == 5
 
 
@@ -252,7 +252,7 @@ def test_replay_survives_bad_frames_and_exceptions(synthetic_tree, small_fronten
     assert summary["frames_flagged"] == 2 and [f["index"] for f in summary["flagged"]] == [1, 2]
     # the frontend's reference stayed frame 0 across the two bad frames
     assert rows[3]["ref_stamp_ns"] == rows[0]["stamp_ns"]
-    bag = _read_bag(tmp_path / "out" / "results.mcap")
+    bag = _read_bag(tmp_path / "out" / "results")
     statuses = bag["/frontend/frontend_status"]
     assert (
         len(statuses) == 4 and not statuses[1].ok
@@ -276,7 +276,7 @@ def test_replay_interrupted_leaves_valid_outputs(synthetic_tree, small_frontend,
     assert len(rows) == 3
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["interrupted"] is True and saved["accuracy"]["pairs_evaluated"] == 2
-    bag = _read_bag(tmp_path / "out" / "results.mcap")  # closed properly: readable
+    bag = _read_bag(tmp_path / "out" / "results")  # closed properly: readable
     assert len(bag["/frontend/keypoints"]) == 3 and len(bag["/frontend/trajectory"]) == 1
     assert (tmp_path / "out" / "plots" / "metrics.png").is_file()
 
@@ -366,7 +366,7 @@ def test_replay_source_failing_half_way(synthetic_tree, small_frontend, tmp_path
     ).run()
     assert summary["error"] == "cannot read bag x.bag: truncated" and summary["frames"] == 2
     assert len(_read_csv(tmp_path / "out" / "metrics.csv")) == 2
-    assert "/frontend/matches_image" not in _read_bag(tmp_path / "out" / "results.mcap")
+    assert "/frontend/matches_image" not in _read_bag(tmp_path / "out" / "results")
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["error"].startswith(
         "cannot read bag"
     )

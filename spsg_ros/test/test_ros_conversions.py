@@ -413,21 +413,27 @@ def test_trajectory_chains_poses_through_keyframes(store):
     traj = TrajectoryAccumulator(history=4)
     step = RelativePose(valid=True, status="ok", translation=np.array([0.0, 0.0, -1.0]))
     # X_cur = X_ref - (0, 0, 1): the camera moved +1 along z
-    T0, moved0 = traj.update(0, None, RelativePose())
-    T1, moved1 = traj.update(1, 0, step)
-    T2, moved2 = traj.update(2, 0, step)  # keyframe pairing: still against frame 0
-    T3, moved3 = traj.update(3, 2, RelativePose(valid=False, status="degenerate"))
-    T4, _ = traj.update(4, 3, step)
+    assert traj.update(0, None, RelativePose(), becomes_reference=False) is None  # flagged
+    T0 = traj.update(0, None, RelativePose())  # the first processed frame: the origin
+    T1 = traj.update(1, 0, step)
+    T2 = traj.update(2, 0, step)  # keyframe pairing: still against frame 0
+    invalid = RelativePose(valid=False, status="degenerate")
+    # no valid pose: nothing to publish, whether or not the frame becomes a reference
+    assert traj.update(3, 2, invalid, becomes_reference=False) is None
+    assert traj.pose_at(3) is None
+    assert traj.update(3, 2, invalid, becomes_reference=True) is None
+    np.testing.assert_allclose(traj.pose_at(3), T2)  # kept as an anchor, not published
+    T4 = traj.update(4, 3, step)
     np.testing.assert_allclose(T0, np.eye(4))
-    assert not moved0 and moved1 and moved2 and not moved3
     np.testing.assert_allclose(T1[:3, 3], [0, 0, 1])
     np.testing.assert_allclose(T2[:3, 3], [0, 0, 1])
-    np.testing.assert_allclose(T3, T2)  # invalid pose holds the last one
-    np.testing.assert_allclose(T4[:3, 3], [0, 0, 2])
+    np.testing.assert_allclose(T4[:3, 3], [0, 0, 2])  # continues from the last valid pose
+    np.testing.assert_allclose(traj.latest, T4)
     assert traj.pose_at(0) is None  # history of 4 dropped the oldest
     turn = RelativePose(valid=True, rotation=rotation_about([0, 1, 0], np.pi / 2))
-    T5, _ = traj.update(5, 4, turn)
+    T5 = traj.update(5, 4, turn)
     np.testing.assert_allclose(T5[:3, :3], rotation_about([0, 1, 0], -np.pi / 2), atol=1e-12)
+    assert traj.update(6, 99, step, becomes_reference=False) is None  # unknown reference
 
     odom = roundtrip(typestore, conv.odometry_msg(types, T5, 5, "odom", "cam"))
     assert odom.header.frame_id == "odom" and odom.child_frame_id == "cam"

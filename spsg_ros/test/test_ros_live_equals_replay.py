@@ -153,7 +153,7 @@ def prepare_source_and_replay():
             '--no-progress',
         )
         source = read_bag(folder / 'source', SOURCE_TOPICS.values())
-        replay = read_bag(folder / 'replay' / 'results.mcap', REPLAY_TOPICS.values())
+        replay = read_bag(folder / 'replay' / 'results', REPLAY_TOPICS.values())
     return source, {topic: replay[bag_topic] for topic, bag_topic in REPLAY_TOPICS.items()}
 
 

@@ -8,7 +8,11 @@ topic names under the namespace ``/camera``):
   ``{prefix}/right/image_raw``, ``{prefix}/right/camera_info`` (the right P
   carries ``-fx * baseline`` for rectified pairs such as TartanAir's);
 - ground truth, when the sequence has it: ``/ground_truth/pose``
-  (geometry_msgs/PoseStamped of the left camera's optical frame in ``world``).
+  (geometry_msgs/PoseStamped of the left camera's optical frame in ``world``),
+  and once, on ``/tf_static``, ``world -> odom`` at the first frame's true pose:
+  the node's ``odom`` is the optical frame of the first frame it processes, so
+  its odometry and the ground truth share one tree (exact when the node starts
+  with the bag's first frame).
 
 Frames the reader could not load are skipped and counted.
 """
@@ -24,7 +28,9 @@ import numpy as np
 
 from ..datasets.base import Sequence
 from ..frontend.types import CameraInfo
-from .writer import BagWriter
+from ..stop_signals import holding, StopSignals
+from ..messages.topics import GROUND_TRUTH_TOPICS, ODOM_FRAME_ID, TF_STATIC_TOPIC, WORLD_FRAME_ID
+from .writer import BagWriter, tf_static_msg
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class ConversionReport:
     skipped: list[str] = field(default_factory=list)
     topics: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    signal: Optional[str] = None
 
 
 def sequence_to_bag(
@@ -78,15 +85,18 @@ def sequence_to_bag(
     progress: bool = True,
     distro: str = "humble",
     start_time_ns: Optional[int] = None,
+    stop: Optional[StopSignals] = None,
 ) -> ConversionReport:
     """Write ``sequence`` into a new ROS 2 bag at ``out``.
 
     ``start_time_ns`` shifts all stamps so the first frame is at that time (useful
-    for sources with synthesised stamps starting at 0); None keeps them.
+    for sources with synthesised stamps starting at 0); None keeps them. With ``stop``,
+    SIGINT, SIGTERM and SIGHUP end the conversion after the frame being written, and the
+    bag is closed with every frame written so far.
     """
     from tqdm import tqdm
 
-    from ..messages.conversions import array_to_image_msg, MessageTypes, pose_stamped_msg
+    from ..messages.conversions import MessageTypes
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     report = ConversionReport(Path(out))
@@ -110,6 +120,8 @@ def sequence_to_bag(
                 unit="frame",
                 disable=not progress,
             ):
+                if stop is not None:
+                    stop.check()
                 if offset is None:
                     offset = (
                         0 if start_time_ns is None else int(start_time_ns) - int(frame.stamp_ns)
@@ -120,44 +132,54 @@ def sequence_to_bag(
                     report.skipped.append(f"{frame.index}: {frame.error}")
                     log.warning("skipping frame %d: %s", frame.index, frame.error)
                     continue
-                bag.write(
-                    f"{left_ns}/image_raw",
-                    array_to_image_msg(types, frame.image, frame.encoding, stamp, frame.frame_id),
-                    stamp,
-                )
-                if frame.camera_info is not None:
-                    bag.write(
-                        f"{left_ns}/camera_info",
-                        camera_info_msg(bag.typestore, frame.camera_info, stamp, frame.frame_id),
+                with holding(stop):
+                    _write_frame(
+                        bag,
+                        types,
+                        frame,
                         stamp,
-                    )
-                if stereo and frame.right_image is not None:
-                    right_id = frame.right_frame_id or f"{frame.frame_id}_right"
-                    bag.write(
-                        f"{prefix}/right/image_raw",
-                        array_to_image_msg(
-                            types, frame.right_image, frame.right_encoding, stamp, right_id
-                        ),
-                        stamp,
-                    )
-                    info = frame.right_camera_info or frame.camera_info
-                    if info is not None:
-                        bag.write(
-                            f"{prefix}/right/camera_info",
-                            camera_info_msg(bag.typestore, info, stamp, right_id),
-                            stamp,
-                        )
-                if frame.gt_pose is not None:
-                    bag.write(
-                        "/ground_truth/pose",
-                        pose_stamped_msg(types, frame.gt_pose, stamp, "world"),
-                        stamp,
+                        stereo,
+                        prefix,
+                        left_ns,
+                        first=report.frames_written == 0,
                     )
                 report.frames_written += 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             report.interrupted = True
+            report.signal = getattr(exc, "signal_name", "SIGINT")
             log.warning(
-                "interrupted: the bag holds the %d frames written so far", report.frames_written
+                "%s: the bag holds the %d frames written so far",
+                report.signal,
+                report.frames_written,
             )
+        with holding(stop):
+            bag.close()
         report.topics = dict(bag.counts)
     return report
+
+
+def _write_frame(
+    bag, types, frame, stamp: int, stereo: bool, prefix: str, left_ns: str, first: bool
+) -> None:
+    """One frame's image(s), CameraInfo and ground truth (and ``/tf_static`` with the first)."""
+    from ..messages.conversions import array_to_image_msg, pose_stamped_msg
+
+    image = array_to_image_msg(types, frame.image, frame.encoding, stamp, frame.frame_id)
+    bag.write(f"{left_ns}/image_raw", image, stamp)
+    if frame.camera_info is not None:
+        info_msg = camera_info_msg(bag.typestore, frame.camera_info, stamp, frame.frame_id)
+        bag.write(f"{left_ns}/camera_info", info_msg, stamp)
+    if stereo and frame.right_image is not None:
+        right_id = frame.right_frame_id or f"{frame.frame_id}_right"
+        right = array_to_image_msg(types, frame.right_image, frame.right_encoding, stamp, right_id)
+        bag.write(f"{prefix}/right/image_raw", right, stamp)
+        info = frame.right_camera_info or frame.camera_info
+        if info is not None:
+            info_msg = camera_info_msg(bag.typestore, info, stamp, right_id)
+            bag.write(f"{prefix}/right/camera_info", info_msg, stamp)
+    if frame.gt_pose is not None:
+        if first:  # the node's odom is the optical frame of the first frame it processes
+            tf = tf_static_msg(bag.typestore, frame.gt_pose, stamp, WORLD_FRAME_ID, ODOM_FRAME_ID)
+            bag.write(TF_STATIC_TOPIC, tf, stamp)
+        gt = pose_stamped_msg(types, frame.gt_pose, stamp, WORLD_FRAME_ID)
+        bag.write(GROUND_TRUTH_TOPICS["pose"], gt, stamp)

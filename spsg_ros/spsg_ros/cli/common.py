@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import parameters as schema
 
@@ -66,7 +69,184 @@ def add_schema_option(
         kwargs["type"] = _TYPES[spec.kind]
         if spec.choices:
             kwargs["choices"] = spec.choices
+    if spec.kind in _NUMERIC_KINDS:
+        kwargs.update(action=SchemaValueAction, schema_name=name)
     group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+_NUMERIC_KINDS = ("integer", "double", "integer_array")
+
+
+def schema_range_text(spec: schema.ParameterSpec) -> str:
+    """``[min, max]`` of a numeric schema parameter (``>= min`` / ``<= max`` when open)."""
+    if spec.min_value is not None and spec.max_value is not None:
+        return f"[{spec.min_value}, {spec.max_value}]"
+    if spec.min_value is not None:
+        return f">= {spec.min_value}"
+    return f"<= {spec.max_value}"
+
+
+def schema_value_problem(name: str, value: Any) -> str | None:
+    """Why a command-line ``value`` does not suit schema parameter ``name``, or None.
+
+    The schema's range first (``-3 is outside the range [-1, 100000] of parameter
+    max_keypoints``), then the frontend configuration's own rules, the ones a range
+    cannot say (``max_keypoints`` 0, ``resize`` 0 or three values), so that the
+    command line, config files and the node reject the same values.
+    """
+    spec = schema.PARAMETERS_BY_NAME[name]
+    numbers = list(value) if isinstance(value, (list, tuple)) else [value]
+    shown = " ".join(str(v) for v in numbers)
+    if spec.kind not in _NUMERIC_KINDS:
+        return None
+    for number in numbers:
+        if (
+            not math.isfinite(number)
+            or (spec.min_value is not None and number < spec.min_value)
+            or (spec.max_value is not None and number > spec.max_value)
+        ):
+            return f"{shown} is outside the range {schema_range_text(spec)} of parameter {name}"
+    if spec.config_path is None:
+        return None
+    from ..frontend.config import check_parameters
+
+    reason = check_parameters({name: list(numbers) if spec.kind == "integer_array" else value})
+    if reason:
+        # "frontend.superpoint.max_keypoints = 0: expected ..." -> "expected ..."
+        return f"{shown} is not a valid value of parameter {name}: {reason.split(': ', 1)[-1]}"
+    return None
+
+
+class SchemaValueAction(argparse.Action):
+    """Store the option's value after :func:`schema_value_problem` (argparse error, exit 2)."""
+
+    def __init__(self, *args: Any, schema_name: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.schema_name = schema_name
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        problem = schema_value_problem(self.schema_name, values)
+        if problem:
+            raise argparse.ArgumentError(self, problem)
+        setattr(namespace, self.dest, values)
+
+
+def add_resize_arg(parser, default: Sequence[int] = (640, 480)) -> None:
+    """``--resize`` of the commands that read image files (schema parameter ``resize``)."""
+    parser.add_argument(
+        "--resize",
+        type=int,
+        nargs="+",
+        default=list(default),
+        metavar="N",
+        action=SchemaValueAction,
+        schema_name="resize",
+        help="W H, or the longest side N, or -1 to keep the size (W, H, N > 0; default: "
+        f"{' '.join(str(v) for v in default)})",
+    )
+
+
+def bounded(
+    kind: Callable[[str], Any],
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    also: Iterable[Any] = (),
+    meaning: str = "",
+) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind`` (int or float) within the given bounds.
+
+    ``low_open``: the lower bound itself is excluded; ``also``: values allowed
+    outside the bounds (``-1`` for "all"), described by ``meaning``. Out of range:
+    ``argument --step: 0 is outside the range >= 1`` (argparse error, exit 2).
+    """
+    also = tuple(also)
+    if low is not None and high is not None:
+        text = f"{'(' if low_open else '['}{low}, {high}]"
+    elif low is not None:
+        text = f"{'>' if low_open else '>='} {low}"
+    else:
+        text = f"<= {high}"
+    if also:
+        text = " or ".join([*(str(v) for v in also), text])
+    if meaning:
+        text += f" ({meaning})"
+
+    def convert(text_value: str):
+        value = kind(text_value)  # ValueError: argparse's "invalid int value"
+        if value in also:
+            return value
+        if (
+            (isinstance(value, float) and not math.isfinite(value))
+            or (low is not None and (value <= low if low_open else value < low))
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"{text_value} is outside the range {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Raise ValueError when file ``path`` (of ``option``) cannot be written, before any work.
+
+    A folder, a parent that is a file, or a parent folder without write permission
+    (the nearest existing one: missing folders are created on writing).
+    """
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise write_error(path, option, exc) from None
+    if is_dir:
+        raise ValueError(f"{option} {path}: is a folder, expected a file name")
+    check_output_folder(path.parent, option, str(path))
+
+
+def check_output_folder(folder: Path, option: str, what: str | None = None) -> None:
+    """Raise ValueError when ``folder`` cannot be created or written into."""
+    what = what or str(folder)
+    existing = Path(os.path.abspath(folder))
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as exc:
+        raise write_error(Path(what), option, exc) from None
+    if not is_dir:
+        raise ValueError(f"{option} {what}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {what}: folder {existing} is not writable")
+
+
+def check_image_file(path: Path, option: str) -> None:
+    """:func:`check_output_file` and an image type OpenCV can write (by the extension)."""
+    import cv2
+
+    check_output_file(path, option)
+    if not path.suffix or not cv2.haveImageWriter(str(path)):
+        raise ValueError(
+            f"{option} {path}: unknown image type {path.suffix or '(no extension)'!r}; "
+            "use .png or .jpg"
+        )
+
+
+def check_network_image(image, name: Any, resize: Sequence[int]) -> None:
+    """ValueError when a (resized) image is too small for SuperPoint (not a torch error)."""
+    from ..frontend.preprocess import MIN_SIDE
+
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(
+            f"{name}: {width}x{height} after --resize {' '.join(str(v) for v in resize)}; "
+            f"SuperPoint needs at least {MIN_SIDE} px a side"
+        )
+
+
+def write_error(path: Path, option: str, exc: OSError) -> ValueError:
+    """The error to raise when writing ``path`` failed half-way (no traceback)."""
+    return ValueError(f"{option} {path}: cannot write: {exc.strerror or exc}")
 
 
 def add_network_args(
@@ -112,7 +292,7 @@ def add_accelerator_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num-slots",
-        type=int,
+        type=bounded(int, 1),
         default=None,
         metavar="K",
         help="static SuperGlue with K keypoint slots (more keypoints: the K best by score); "
@@ -130,7 +310,7 @@ def add_accelerator_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--threads",
-        type=int,
+        type=bounded(int, 1),
         default=None,
         metavar="N",
         help="intra-op threads of the runtime (default: the runtime's choice)",

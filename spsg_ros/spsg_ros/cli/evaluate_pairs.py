@@ -16,9 +16,15 @@ from .common import (
     REFERENCE_DEFAULTS,
     REFERENCE_NOTES,
     add_network_args,
+    add_resize_arg,
+    add_schema_option,
     backend_options,
+    bounded,
+    check_network_image,
+    check_output_file,
     superglue_options,
     superpoint_options,
+    write_error,
 )
 
 log = logging.getLogger(__name__)
@@ -39,31 +45,30 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--images", type=Path, required=True, help="folder the image names are relative to"
     )
-    p.add_argument(
-        "--resize",
-        type=int,
-        nargs="+",
-        default=[640, 480],
-        metavar="N",
-        help="W H, or the longest side, or -1 to keep the size (default: 640 480)",
-    )
+    add_resize_arg(p)
     p.add_argument(
         "--matcher",
         choices=("superglue", "nn"),
         default="superglue",
         help="SuperGlue or mutual nearest neighbour with ratio test (default: superglue)",
     )
+    add_schema_option(p, "nn_ratio", given_only=True, note="--matcher nn")
     p.add_argument(
-        "--nn-ratio", type=float, default=None, help="ratio test of --matcher nn (default: 0.7)"
-    )
-    p.add_argument(
-        "--max-pairs", type=int, default=None, metavar="N", help="evaluate the first N pairs only"
+        "--max-pairs",
+        type=bounded(int, 1),
+        default=None,
+        metavar="N",
+        help="evaluate the first N pairs only (N >= 1)",
     )
     p.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="write the results as JSON"
     )
     p.add_argument(
-        "--plot", type=Path, default=None, metavar="PNG", help="write the recall curve (PNG)"
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="write the recall curve (.png, .pdf, .svg ...)",
     )
     p.add_argument("--no-progress", action="store_true")
     add_network_args(p, defaults=REFERENCE_DEFAULTS, notes=REFERENCE_NOTES)
@@ -85,6 +90,8 @@ def make_match_function(backend, args: argparse.Namespace):
         matcher = NearestNeighborMatcher({} if args.nn_ratio is None else {"ratio": args.nn_ratio})
 
     def match(image0, image1):
+        check_network_image(image0, "image", args.resize)
+        check_network_image(image1, "image", args.resize)
         if image0.shape == image1.shape:
             f0, f1 = extractor.extract_batch([image0, image1])
         else:
@@ -111,9 +118,14 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import create_backend
     from ..evaluation.pairs import evaluate_pairs, parse_pairs_file, results_as_dicts
 
+    # the outputs are checked before the evaluation (no traceback after a long run)
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.plot:
+        check_plot_file(args.plot)
     entries = parse_pairs_file(args.pairs)
     if args.max_pairs is not None:
-        entries = entries[: max(0, args.max_pairs)]
+        entries = entries[: args.max_pairs]
     options = backend_options(args)
     if args.matcher == "nn":  # every backend takes it (auto hands it on)
         options["load_superglue"] = False
@@ -129,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
         )
     print(format_results(summary))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "summary": summary,
             "pairs_file": str(args.pairs),
@@ -141,12 +152,32 @@ def run(args: argparse.Namespace) -> int:
             "superglue": superglue_options(args),
             "per_pair": results_as_dicts(results),
         }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2, default=str))
+        except OSError as exc:
+            raise write_error(args.json, "--json", exc) from None
         print(f"wrote {args.json}")
     if args.plot:
         from ..evaluation.plots import plot_pairs_recall
 
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_pairs_recall([r.pose_err_deg for r in results], args.plot)
+        try:
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_pairs_recall([r.pose_err_deg for r in results], args.plot)
+        except OSError as exc:
+            raise write_error(args.plot, "--plot", exc) from None
         print(f"wrote {args.plot}")
     return 0
+
+
+def check_plot_file(path: Path) -> None:
+    """ValueError unless ``path`` can be written and matplotlib knows its extension."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    check_output_file(path, "--plot")
+    types = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in types:
+        raise ValueError(
+            f"--plot {path}: unknown plot type {path.suffix or '(no extension)'!r}; use one of "
+            + ", ".join("." + t for t in sorted(types))
+        )

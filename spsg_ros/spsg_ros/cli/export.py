@@ -9,10 +9,16 @@ prints the Ascend ``atc`` command lines for the files just written.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 from pathlib import Path
 
+from .common import bounded, check_output_folder
+
 log = logging.getLogger(__name__)
+
+# SuperGlue's masking needs ONNX Where (opset 9); the newest opset is the exporter's
+MIN_OPSET = 9
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -57,7 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dynamic", action="store_true", help="SuperPoint with dynamic H, W")
     p.add_argument(
         "--ks",
-        type=int,
+        type=bounded(int, 1),
         nargs="+",
         default=None,
         metavar="K",
@@ -68,9 +74,17 @@ def add_parser(sub) -> None:
         "--dynamic-k", action="store_true", help="SuperGlue with dynamic K0, K1 as well"
     )
     add_schema_option(p, "sinkhorn_iterations")
-    p.add_argument("--descriptor-dim", type=int, default=256)
     p.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)"
+        "--descriptor-dim",
+        type=bounded(int, 1),
+        default=256,
+        help="descriptor size of the weights (default: %(default)s)",
+    )
+    p.add_argument(
+        "--opset",
+        type=bounded(int, MIN_OPSET),
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, at least {MIN_OPSET} (default: %(default)s)",
     )
     p.add_argument(
         "--fp16",
@@ -92,34 +106,146 @@ def add_parser(sub) -> None:
     )
     g.add_argument(
         "--atc-k-gears",
-        type=int,
+        type=bounded(int, 1),
         nargs="+",
         default=None,
         metavar="K",
         help="K gears (--dynamic_dims) for a dynamic-K SuperGlue",
     )
     g.add_argument("--om-dir", type=Path, default=None, help="where the OMs go (default: --out)")
-    g.add_argument("--precision-mode", default=None, help="atc --precision_mode")
+    g.add_argument(
+        "--precision-mode",
+        default=None,
+        metavar="MODE",
+        help="atc --precision_mode (default: allow_fp32_to_fp16)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..networks.onnx_export import export_superglue, export_superpoint
+    from ..networks.onnx_export import ExportError
     from ..networks import contract
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     sizes: list = list(args.sizes or ([] if args.dynamic else [(480, 640)]))
     if args.dynamic:
         sizes.append(None)
     ks: list = list(args.ks or ([] if args.dynamic_k else [contract.DEFAULT_NUM_SLOTS]))
     if args.dynamic_k:
         ks.append(None)
-    sp_cfg = {"descriptor_dim": args.descriptor_dim}
-    sg_cfg = {
+    try:
+        check_arguments(args, sizes, ks)  # everything before the first file is written
+        exported = export_models(args, sizes, ks)
+    except ExportError as exc:  # a missing package or a failed export: a message, no traceback
+        raise ValueError(str(exc)) from None
+    for model in exported:
+        m = model.meta
+        shape = contract.describe_io(m["inputs"]) + " -> " + contract.describe_io(m["outputs"])
+        print(
+            f"wrote {model.path} ({m['network']}, {'fp16' if m['fp16'] else 'fp32'}, opset "
+            f"{m['opset']}"
+            f"{', simplified by ' + m['simplified'] if m.get('simplified') else ''}): {shape}"
+        )
+        print(f"      {model.sidecar}")
+    if args.atc:
+        print_atc(args, exported, [s for s in sizes if s is not None])
+    return 0
+
+
+def check_arguments(args: argparse.Namespace, sizes: list, ks: list) -> None:
+    """Raise ValueError (or ExportError) for any argument that would fail half-way.
+
+    The output folders, the weights, the exporter and simplifier packages, the opset,
+    and with ``--atc`` the ATC plans of the models about to be written (from their
+    contract, without exporting them).
+    """
+    from ..networks import contract
+    from ..networks.onnx_export import _require_export_deps
+    from ..networks.weights import WeightError, load_superglue, load_superpoint
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a file, expected a folder")
+    check_output_folder(args.out, "--out")
+    if args.atc and args.om_dir is not None:
+        check_output_folder(args.om_dir, "--om-dir")
+    _require_export_deps()
+    networks = [n for n in ("superpoint", "superglue") if args.only in (None, n)]
+    for network, load in (("superpoint", load_superpoint), ("superglue", load_superglue)):
+        if network not in networks:
+            continue
+        try:  # loaded once here too: a wrong file fails before the other model is written
+            load(
+                getattr(args, f"{network}_weights"),
+                network_config(args, network),
+                args.weights_dir,
+            )
+        except WeightError as exc:
+            raise ValueError(f"--{network}-weights: {exc}") from None
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET as max_opset
+    except ImportError:  # a private module: without it the exporter itself says no
+        max_opset = None
+    if max_opset is not None and args.opset > max_opset:
+        raise ValueError(
+            f"--opset {args.opset} is outside the range [{MIN_OPSET}, {max_opset}] of this "
+            "torch's ONNX exporter"
+        )
+    if args.simplify and not any(
+        importlib.util.find_spec(name) for name in ("onnxslim", "onnxsim")
+    ):
+        raise ValueError("--simplify needs onnxslim or onnxsim: pip install onnxslim")
+    if args.atc:
+        from ..export import atc
+
+        dim = args.descriptor_dim
+        planned = []
+        if "superpoint" in networks:
+            for size in sizes:
+                h, w = size if size is not None else (None, None)
+                meta = {"network": "superpoint", **contract.superpoint_io(h, w, dim)}
+                planned.append((f"{contract.superpoint_stem(h, w, args.fp16)}.onnx", meta))
+        if "superglue" in networks:
+            for k in ks:
+                meta = {"network": "superglue", **contract.superglue_io(k, dim)}
+                planned.append((f"{contract.superglue_stem(k, args.fp16)}.onnx", meta))
+        try:
+            for name, meta in planned:
+                atc.atc_plans(args.out / name, meta, **atc_options(args, sizes))
+        except atc.AtcError as exc:
+            raise ValueError(f"--atc: {exc}") from None
+
+
+def network_config(args: argparse.Namespace, network: str) -> dict:
+    """The configuration the exporter builds ``network`` (superpoint, superglue) with."""
+    if network == "superpoint":
+        return {"descriptor_dim": args.descriptor_dim}
+    return {
         "descriptor_dim": args.descriptor_dim,
         "sinkhorn_iterations": args.sinkhorn_iterations,
     }
+
+
+def atc_options(args: argparse.Namespace, sizes: list) -> dict:
+    """Keyword arguments of :func:`spsg_ros.export.atc.atc_plans` from the options."""
+    from ..export import atc
+
+    options = {
+        "soc_versions": args.soc_versions or list(atc.SOC_VERSIONS),
+        "image_sizes": [s for s in sizes if s is not None] or None,
+        "k_gears": args.atc_k_gears,
+    }
+    if args.precision_mode:
+        options["precision_mode"] = args.precision_mode
+    return options
+
+
+def export_models(args: argparse.Namespace, sizes: list, ks: list) -> list:
+    from ..networks.onnx_export import export_superglue, export_superpoint
+    from ..networks import contract
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    sp_cfg = network_config(args, "superpoint")
+    sg_cfg = network_config(args, "superglue")
     exported = []
     if args.only != "superglue":
         for size in sizes:
@@ -153,40 +279,20 @@ def run(args: argparse.Namespace) -> int:
                     args.simplify,
                 )
             )
-    for model in exported:
-        m = model.meta
-        shape = contract.describe_io(m["inputs"]) + " -> " + contract.describe_io(m["outputs"])
-        print(
-            f"wrote {model.path} ({m['network']}, {'fp16' if m['fp16'] else 'fp32'}, opset "
-            f"{m['opset']}"
-            f"{', simplified by ' + m['simplified'] if m.get('simplified') else ''}): {shape}"
-        )
-        print(f"      {model.sidecar}")
-    if args.atc:
-        print_atc(args, exported, [s for s in sizes if s is not None])
-    return 0
+    return exported
 
 
 def print_atc(args: argparse.Namespace, exported, static_sizes) -> None:
     from ..export import atc
 
-    socs = args.soc_versions or list(atc.SOC_VERSIONS)
-    kwargs = {}
-    if args.precision_mode:
-        kwargs["precision_mode"] = args.precision_mode
+    options = atc_options(args, static_sizes)
     print(
         "\n# Ascend: convert the ONNX models with CANN's atc (source the toolkit's set_env.sh "
         "first)"
     )
     for model in exported:
         plans = atc.atc_plans(
-            model.path,
-            model.meta,
-            socs,
-            output_dir=args.om_dir or model.path.parent,
-            image_sizes=static_sizes or None,
-            k_gears=args.atc_k_gears,
-            **kwargs,
+            model.path, model.meta, output_dir=args.om_dir or model.path.parent, **options
         )
         atc.write_om_sidecars(plans, model.meta)
         print(atc.format_plans(plans))

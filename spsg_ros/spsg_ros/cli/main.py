@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+
+from ..stop_signals import exit_code_of, StopSignals
 
 # each module defines add_parser(subparsers) which sets `func` on its parser
 COMMAND_MODULES = (
@@ -18,6 +22,7 @@ COMMAND_MODULES = (
     "export",
     "bench",
     "params",
+    "bag",
 )
 
 
@@ -33,25 +38,97 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PipeSafeStream:
+    """stdout / stderr that survive their reader going away (``| tee`` ended by Ctrl-C).
+
+    The first failed write points the file descriptor at /dev/null, so the
+    cleanup that follows (bag index, CSV, summary, plots) still runs instead of
+    dying on ``BrokenPipeError`` while printing about it.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _lost(self) -> None:
+        self.closed_pipe = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test capture): writes are dropped below
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self._stream.write(text)
+            except (BrokenPipeError, ValueError):
+                self._lost()
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.EIO):
+                    raise
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._lost()
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.EIO):
+                    raise
+                self._lost()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (
+        s if isinstance(s, PipeSafeStream) else PipeSafeStream(s) for s in streams
     )
+    try:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        with StopSignals() as stop:
+            args.stop = stop
+            return _run(args)
+    finally:
+        sys.stdout.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with the errors users make reported in one line, not a traceback."""
     from ..backends.base import BackendUnavailable
     from ..config import ConfigError
     from ..networks.weights import WeightError
 
     try:
         return int(args.func(args) or 0)
-    except (WeightError, BackendUnavailable, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (
+        WeightError,
+        BackendUnavailable,
+        ConfigError,
+        FileNotFoundError,
+        PermissionError,
+        NotADirectoryError,
+        FileExistsError,
+        ValueError,
+    ) as exc:
         print(f"spsg-ros {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"spsg-ros {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"spsg-ros {args.command}: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+        return exit_code_of(exc)
 
 
 if __name__ == "__main__":

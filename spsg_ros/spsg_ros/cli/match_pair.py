@@ -13,9 +13,14 @@ from .common import (
     REFERENCE_DEFAULTS,
     REFERENCE_NOTES,
     add_network_args,
+    add_resize_arg,
     backend_options,
+    check_image_file,
+    check_network_image,
+    check_output_file,
     superglue_options,
     superpoint_options,
+    write_error,
 )
 
 log = logging.getLogger(__name__)
@@ -29,19 +34,18 @@ def add_parser(sub) -> None:
     )
     p.add_argument("image0")
     p.add_argument("image1")
-    p.add_argument(
-        "--resize",
-        type=int,
-        nargs="+",
-        default=[640, 480],
-        metavar="N",
-        help="W H, or the longest side, or -1 to keep the size (default: 640 480)",
-    )
+    add_resize_arg(p)
     add_network_args(p, defaults=REFERENCE_DEFAULTS, notes=REFERENCE_NOTES)
     p.add_argument(
-        "--out", type=Path, help="write keypoints, descriptors and matches to this .npz"
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write keypoints, descriptors and matches to FILE, exactly that name (an .npz "
+        "archive; no .npz is added)",
     )
-    p.add_argument("--viz", type=Path, help="write a picture of the matches (PNG)")
+    p.add_argument(
+        "--viz", type=Path, metavar="IMAGE", help="write a picture of the matches (.png, .jpg)"
+    )
     p.set_defaults(func=run)
 
 
@@ -52,8 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from ..matching.superglue_matcher import SuperGlueMatcher
     from ..visualization import draw_matches
 
+    # every output is checked before the networks run (no traceback, nothing half-written)
+    if args.out:
+        check_output_file(args.out, "--out")
+    if args.viz:
+        check_image_file(args.viz, "--viz")
     image0, _ = read_gray(args.image0, args.resize)
     image1, _ = read_gray(args.image1, args.resize)
+    check_network_image(image0, args.image0, args.resize)
+    check_network_image(image1, args.image1, args.resize)
     with create_backend(args.backend, **backend_options(args)) as backend:
         log.info("backend: %s", backend.describe())
         extractor = SuperPointExtractor(backend, superpoint_options(args))
@@ -66,23 +77,26 @@ def run(args: argparse.Namespace) -> int:
     idx0, idx1, conf = matches.pairs()
     print(f"keypoints: {len(f0)} / {len(f1)}, matches: {len(idx0)}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            args.out,
-            keypoints0=f0.keypoints,
-            keypoints1=f1.keypoints,
-            scores0=f0.scores,
-            scores1=f1.scores,
-            descriptors0=f0.descriptors,
-            descriptors1=f1.descriptors,
-            matches0=matches.matches0,
-            matches1=matches.matches1,
-            matching_scores0=matches.scores0,
-            matching_scores1=matches.scores1,
-        )
+        arrays = {
+            "keypoints0": f0.keypoints,
+            "keypoints1": f1.keypoints,
+            "scores0": f0.scores,
+            "scores1": f1.scores,
+            "descriptors0": f0.descriptors,
+            "descriptors1": f1.descriptors,
+            "matches0": matches.matches0,
+            "matches1": matches.matches1,
+            "matching_scores0": matches.scores0,
+            "matching_scores1": matches.scores1,
+        }
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "wb") as f:  # a file object: np.savez adds no .npz
+                np.savez(f, **arrays)
+        except OSError as exc:
+            raise write_error(args.out, "--out", exc) from None
         print(f"wrote {args.out}")
     if args.viz:
-        args.viz.parent.mkdir(parents=True, exist_ok=True)
         picture = draw_matches(
             image0,
             image1,
@@ -97,7 +111,14 @@ def run(args: argparse.Namespace) -> int:
                 f"Matches: {len(idx0)}",
             ],
         )
-        if not cv2.imwrite(str(args.viz), picture):
-            raise ValueError(f"could not write {args.viz}")
+        try:
+            args.viz.parent.mkdir(parents=True, exist_ok=True)
+            written = cv2.imwrite(str(args.viz), picture)
+        except OSError as exc:
+            raise write_error(args.viz, "--viz", exc) from None
+        except cv2.error as exc:
+            raise ValueError(f"--viz {args.viz}: cannot write: {exc}") from None
+        if not written:
+            raise ValueError(f"--viz {args.viz}: cannot write the picture")
         print(f"wrote {args.viz}")
     return 0

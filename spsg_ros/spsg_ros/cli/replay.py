@@ -1,6 +1,6 @@
 """``spsg-ros replay SOURCE --out DIR``: a recorded sequence through the frontend.
 
-Writes ``DIR/results.mcap`` (ROS 2 bag), ``DIR/metrics.csv``, ``DIR/summary.json``
+Writes ``DIR/results/`` (ROS 2 bag folder), ``DIR/metrics.csv``, ``DIR/summary.json``
 and ``DIR/plots/*.png``; see :mod:`spsg_ros.evaluation.replay`.
 """
 
@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from .. import parameters as schema
-from .common import NETWORK_PARAMETERS, accelerator_options, add_network_args
+from ..stop_signals import exit_code_for
+from .common import NETWORK_PARAMETERS, accelerator_options, add_network_args, bounded
 from .source_args import add_source_args, open_from_args
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,24 @@ def add_parser(sub) -> None:
         help="pair each frame with the previous frame or the current keyframe",
     )
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
-    p.add_argument("--no-bag", action="store_true", help="do not write results.mcap")
+    p.add_argument("--no-bag", action="store_true", help="do not write the results bag")
     p.add_argument(
         "--viz-every",
-        type=int,
+        type=bounded(int, 0),
         default=1,
         metavar="N",
         help="match picture in the bag every N frames, 0 for none (default: 1)",
     )
     p.add_argument(
-        "--viz-scale", type=float, default=0.5, help="scale of the match pictures (default: 0.5)"
+        "--viz-scale",
+        type=bounded(float, 0, 4, low_open=True),
+        default=0.5,
+        metavar="S",
+        help="scale of the match pictures, in (0, 4] (default: 0.5)",
     )
     p.add_argument(
         "--path-every",
-        type=int,
+        type=bounded(int, 1),
         default=10,
         metavar="N",
         help="write the accumulated nav_msgs/Path every N frames (default: 10)",
@@ -132,11 +137,12 @@ def run(args: argparse.Namespace) -> int:
             path_every=args.path_every,
             progress=not args.no_progress,
             run_info=info,
+            stop=getattr(args, "stop", None),
         )
         summary = replay.run()
     print(format_summary(summary))
     if summary.get("interrupted"):
-        return 130
+        return exit_code_for(summary.get("signal"))
     return 2 if summary.get("error") else 0
 
 
@@ -168,12 +174,22 @@ def format_summary(summary: dict) -> str:
         lines.append(line)
         if "rpe_trans_rmse_m" in acc:
             lines.append(
-                f"RPE: {acc['rpe_trans_rmse_m']:.4f} m RMSE, {acc['rpe_rot_mean_deg']:.3f} deg "
-                "mean; "
-                f"ATE {acc.get('ate_rmse_m', float('nan')):.4f} m RMSE"
+                f"RPE ({acc.get('rpe_alignment', 'none')} aligned): "
+                f"{acc['rpe_trans_rmse_m']:.4f} m RMSE, {acc['rpe_rot_mean_deg']:.3f} deg mean; "
+                f"ATE ({acc.get('ate_alignment', 'none')} aligned) "
+                f"{acc.get('ate_rmse_m', float('nan')):.4f} m RMSE over "
+                f"{acc.get('poses_evaluated', 0)} published poses"
             )
+    if summary.get("frames_without_pose"):
+        lines.append(
+            f"{summary['frames_without_pose']} frames without a valid pose: no pose published "
+            "for them, left out of ATE/RPE"
+        )
     if summary.get("interrupted"):
-        lines.append("interrupted: outputs cover the frames processed so far")
+        lines.append(
+            f"interrupted ({summary.get('signal', 'SIGINT')}): outputs cover the frames "
+            "processed so far"
+        )
     if summary.get("error"):
         lines.append(f"stopped early: {summary['error']}")
     lines.append("outputs: " + ", ".join(summary["outputs"].values()))

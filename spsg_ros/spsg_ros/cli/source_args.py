@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..datasets import KINDS
+from ..datasets.base import DEFAULT_BASE_TIME_NS, MAX_BASE_TIME_S
+from .common import bounded
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -19,21 +21,47 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kind", choices=KINDS, default=None, help="source kind (default: detected)")
     g.add_argument("--stereo", action="store_true", help="read left and right images")
     g.add_argument(
-        "--start", type=float, default=0.0, metavar="S", help="skip the first S seconds"
+        "--start",
+        type=bounded(float, 0),
+        default=0.0,
+        metavar="S",
+        help="skip the first S seconds (S >= 0)",
     )
     g.add_argument(
-        "--duration", type=float, default=None, metavar="S", help="read at most S seconds"
+        "--duration",
+        type=bounded(float, 0, low_open=True),
+        default=None,
+        metavar="S",
+        help="read at most S seconds (S > 0)",
     )
     g.add_argument(
-        "--max-frames", type=int, default=None, metavar="N", help="read at most N frames"
+        "--max-frames",
+        type=bounded(int, 1, also=(-1,), meaning="-1: all"),
+        default=None,
+        metavar="N",
+        help="read at most N frames (N >= 1; -1 or absent: all)",
     )
-    g.add_argument("--step", type=int, default=1, metavar="K", help="use every K-th frame")
+    g.add_argument(
+        "--step",
+        type=bounded(int, 1),
+        default=1,
+        metavar="K",
+        help="use every K-th frame (K >= 1)",
+    )
     g.add_argument(
         "--rate",
-        type=float,
+        type=bounded(float, 0, 10**9, low_open=True),
         default=None,
         metavar="HZ",
         help="frame rate for sources without stamps (TartanAir, image folders; default 10)",
+    )
+    g.add_argument(
+        "--base-time",
+        type=bounded(float, 0, MAX_BASE_TIME_S, low_open=True),
+        default=None,
+        metavar="S",
+        help="stamp of the first frame (s) for sources without stamps (TartanAir, image "
+        f"folders; default {DEFAULT_BASE_TIME_NS / 1e9:g}: not 0, which ROS 2 reads as unset)",
     )
     g.add_argument(
         "--intrinsics",
@@ -67,6 +95,7 @@ def source_options(args: argparse.Namespace) -> dict:
         "max_frames": args.max_frames,
         "step": args.step if args.step != 1 else None,
         "rate_hz": args.rate,
+        "base_time_ns": None if args.base_time is None else int(round(args.base_time * 1e9)),
         "intrinsics": args.intrinsics,
         "topic": args.topic,
         "right_topic": args.right_topic,

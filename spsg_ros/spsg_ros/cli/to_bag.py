@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from ..stop_signals import exit_code_for
 from .source_args import add_source_args, open_from_args
 
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         progress=not args.no_progress,
         start_time_ns=start,
+        stop=getattr(args, "stop", None),
     )
     print(
         f"wrote {report.frames_written} frames to {report.path}"
@@ -58,4 +61,10 @@ def run(args: argparse.Namespace) -> int:
     )
     for topic, count in sorted(report.topics.items()):
         print(f"  {topic}: {count} messages")
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        print(f"interrupted ({report.signal}): the bag is closed and holds the frames above")
+        return exit_code_for(report.signal)
+    if report.frames_written == 0:
+        print("no frame could be read: the bag holds no images", file=sys.stderr)
+        return 2
+    return 0

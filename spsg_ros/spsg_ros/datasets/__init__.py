@@ -17,10 +17,10 @@ KINDS = ("tartanair", "asl", "euroc", "oivio", "tum", "folder", "bag")
 
 # options each reader understands besides the common selection (start, duration, max_frames, step)
 _OPTIONS = {
-    "tartanair": {"stereo", "rate_hz", "intrinsics", "frame_id"},
+    "tartanair": {"stereo", "rate_hz", "base_time_ns", "intrinsics", "frame_id"},
     "asl": {"stereo", "left", "right", "gt_max_gap", "stereo_tolerance", "intrinsics"},
     "tum": {"stereo", "intrinsics", "max_difference"},
-    "folder": {"stereo", "rate_hz", "intrinsics", "frame_id"},
+    "folder": {"stereo", "rate_hz", "base_time_ns", "intrinsics", "frame_id"},
     "bag": {
         "stereo",
         "topic",

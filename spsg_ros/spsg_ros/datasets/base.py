@@ -9,6 +9,9 @@ Position-only ground truth (Leica total stations) fills ``gt_position`` only.
 
 A frame whose image cannot be read is still yielded, with ``image=None`` and
 ``error`` saying why, so that a replay can flag it and go on.
+
+Datasets without absolute stamps (TartanAir, image folders) are stamped from a
+frame rate, starting at a base time (:data:`DEFAULT_BASE_TIME_NS` unless given).
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ import numpy as np
 from ..frontend.types import CameraInfo, Frame
 
 log = logging.getLogger(__name__)
+
+#: Stamp of the first frame of a dataset without absolute stamps (TartanAir, image
+#: folders): 1000 s. Not 0: ROS 2 takes time 0 as "unset" (under use_sim_time a
+#: node sees no clock yet, and a bag made from such a dataset would start at 0).
+#: Well above 0 so that a look-back window (TF buffer 10 s, tools that subtract a
+#: few seconds from a stamp) never goes below zero, which rclcpp::Time refuses;
+#: a round number that reads as synthetic (never a plausible wall-clock date) and
+#: keeps relative times readable (frame k at 10 Hz: 1000.k s).
+DEFAULT_BASE_TIME_NS = 1_000_000_000_000
+#: Largest base time (s): builtin_interfaces/Time holds the seconds in an int32.
+MAX_BASE_TIME_S = 2**31 - 1
 
 
 class DatasetError(ValueError):
@@ -170,10 +184,24 @@ class Sequence(ABC):
         }
 
 
-def synthesised_stamps(count: int, rate_hz: float, start_ns: int = 0) -> list[int]:
+def synthesised_stamps(
+    count: int, rate_hz: float, start_ns: int = DEFAULT_BASE_TIME_NS
+) -> list[int]:
+    """Stamps (ns) of ``count`` frames at ``rate_hz``, the first at ``start_ns``."""
     if not rate_hz > 0:
         raise DatasetError(f"frame rate must be > 0 Hz, got {rate_hz}")
-    return [start_ns + int(round(i * 1e9 / rate_hz)) for i in range(count)]
+    if not 0 < start_ns <= MAX_BASE_TIME_S * 1_000_000_000:
+        raise DatasetError(
+            f"base time must be in (0, {MAX_BASE_TIME_S}] s (0 is unset time in ROS 2), "
+            f"got {start_ns / 1e9:g} s"
+        )
+    return [int(start_ns) + int(round(i * 1e9 / rate_hz)) for i in range(count)]
 
 
-__all__ = ["DatasetError", "SequenceFrame", "Sequence", "synthesised_stamps"]
+__all__ = [
+    "DEFAULT_BASE_TIME_NS",
+    "DatasetError",
+    "SequenceFrame",
+    "Sequence",
+    "synthesised_stamps",
+]

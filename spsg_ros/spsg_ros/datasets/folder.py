@@ -1,4 +1,4 @@
-"""A plain folder of images: sorted by name, stamped at a given rate.
+"""A plain folder of images: sorted by name, stamped at a given rate from a base time.
 
 Intrinsics come from an optional YAML (see :func:`read_intrinsics_yaml`); a
 ``camera.yaml`` / ``intrinsics.yaml`` / ``camera_info.yaml`` beside the images
@@ -12,9 +12,15 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .base import DatasetError, Sequence, SequenceFrame, synthesised_stamps
+from .base import (
+    DEFAULT_BASE_TIME_NS,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    synthesised_stamps,
+)
 
-from .image_files import frame_from_file, image_size, list_images
+from .image_files import frame_from_file, first_image_size, list_images
 
 from .intrinsics import default_camera_info, read_intrinsics_yaml
 
@@ -31,6 +37,7 @@ class FolderSequence(Sequence):
         path: str | Path,
         *,
         rate_hz: float = 10.0,
+        base_time_ns: int = DEFAULT_BASE_TIME_NS,
         intrinsics: Optional[str | Path] = None,
         frame_id: str = "camera",
         stereo: bool = False,
@@ -44,8 +51,8 @@ class FolderSequence(Sequence):
         if not self.path.is_dir():
             raise DatasetError(f"image folder {self.path} does not exist")
         self.files = list_images(self.path)
-        self.stamps = synthesised_stamps(len(self.files), rate_hz)
-        width, height = image_size(self.files[0])
+        self.stamps = synthesised_stamps(len(self.files), rate_hz, base_time_ns)
+        width, height = first_image_size(self.files)
         if intrinsics is None:
             intrinsics = next(
                 (self.path / n for n in CALIBRATION_NAMES if (self.path / n).is_file()), None

@@ -2,48 +2,50 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
-import cv2
 import numpy as np
 
+from .. import images
 from ..frontend.types import CameraInfo
 from .base import DatasetError, SequenceFrame
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
 def encoding_of(image: np.ndarray) -> str:
-    """ROS encoding name of an image array as OpenCV loads it."""
-    if image.ndim == 2:
-        return "mono16" if image.dtype == np.uint16 else "mono8"
+    """ROS encoding name of an image array as OpenCV loads it (8/16-bit grey, BGR, BGRA)."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"unsupported image pixel type {image.dtype}")
+    bits = 8 * image.itemsize
+    if image.ndim == 2 or image.shape[2] == 1:
+        return f"mono{bits}"
     channels = image.shape[2]
-    if image.dtype != np.uint8:
-        raise DatasetError(f"unsupported colour image type {image.dtype} with {channels} channels")
-    if channels == 1:
-        return "mono8"
     if channels == 3:
-        return "bgr8"
+        return f"bgr{bits}"
     if channels == 4:
-        return "bgra8"
+        return f"bgra{bits}"
     raise DatasetError(f"unsupported number of channels: {channels}")
 
 
 def load_image(path: Path) -> tuple[Optional[np.ndarray], str, Optional[str]]:
-    """(image, encoding, error): the image as stored (8/16-bit grey, BGR or BGRA)."""
-    if not path.is_file():
-        return None, "mono8", f"image file {path} does not exist"
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        return None, "mono8", f"image file {path} is not an image OpenCV can read (corrupt?)"
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.dtype not in (np.uint8, np.uint16):
-        return None, "mono8", f"image file {path} has unsupported pixel type {image.dtype}"
-    if image.ndim == 3 and image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    return image, encoding_of(image), None
+    """(image, encoding, error): the image as stored (8/16-bit grey, BGR or BGRA).
+
+    16-bit colour stays 16-bit (bgr16/bgra16): the grey conversion knows its real
+    bit depth. A file that cannot be used (missing, a JPEG or PNG cut short, an
+    unsupported pixel type ...) gives no image and the reason
+    (:func:`spsg_ros.images.read_image_file`).
+    """
+    try:
+        image, encoding = images.read_image_file(path)
+    except images.ImageDecodeError as exc:
+        return None, "mono8", str(exc)
+    return image, encoding, None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -52,6 +54,26 @@ def image_size(path: Path) -> tuple[int, int]:
     if image is None:
         raise DatasetError(error)
     return image.shape[1], image.shape[0]
+
+
+def first_image_size(paths: Iterable[Path], tries: int = 50) -> tuple[int, int]:
+    """(width, height) of the first readable image among the first ``tries`` of ``paths``.
+
+    An unreadable first frame is flagged when the sequence reaches it; it must not stop
+    the sequence from opening (the intrinsics only need the size).
+    """
+    errors = []
+    for path in itertools.islice(paths, tries):
+        image, _, error = load_image(Path(path))
+        if image is not None:
+            if errors:
+                log.warning("%s; image size taken from %s", errors[0], path)
+            return image.shape[1], image.shape[0]
+        errors.append(error)
+    raise DatasetError(
+        f"none of the first {len(errors)} images can be read; first: "
+        f"{errors[0] if errors else 'no images'}"
+    )
 
 
 def list_images(folder: Path) -> list[Path]:

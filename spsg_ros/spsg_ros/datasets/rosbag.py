@@ -1,5 +1,13 @@
-"""ROS 1 (``.bag``) and ROS 2 (folder with ``metadata.yaml``, sqlite3 or MCAP) bags
-read through ``rosbags.highlevel.AnyReader``.
+"""ROS 1 (``.bag``) and ROS 2 (folder with ``metadata.yaml``, sqlite3 or MCAP) bags.
+
+MCAP bags (a rosbag2 folder, with or without ``metadata.yaml``, or a ``.mcap`` file)
+are read record by record (:mod:`.mcap_stream`): an unfinished bag (its writer was
+killed: no metadata.yaml, no summary or end magic) is read up to its truncated tail
+with a warning, and a chunk whose CRC fails is reported and the image messages it held
+become flagged frames (``error``: "... corrupt chunk (CRC mismatch) ...") while the
+other chunks replay; ``spsg-ros bag recover`` makes a clean copy of such a bag. ROS 1
+bags, sqlite3 bags and compressed rosbag2 bags are read through
+``rosbags.highlevel.AnyReader``.
 
 Images come from ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``
 topics; intrinsics from the ``sensor_msgs/CameraInfo`` topic beside the image
@@ -31,6 +39,7 @@ from ..messages.conversions import (
 from .base import DatasetError, Sequence, SequenceFrame
 from .image_files import check_size
 from .intrinsics import default_camera_info, read_intrinsics_yaml
+from .mcap_stream import LostChunk, McapChannel, McapDamaged, McapStream, StreamReport
 from .poses import Trajectory, matrix_to_quat_xyzw
 
 log = logging.getLogger(__name__)
@@ -45,10 +54,79 @@ GT_TYPES = (
 )
 
 
+#: storage files of a rosbag2 folder (a folder holding one is a bag, metadata.yaml or not)
+STORAGE_SUFFIXES = (".mcap", ".db3", ".mcap.zstd", ".db3.zstd")
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.name.endswith(STORAGE_SUFFIXES)]
+
+
 def is_bag(path: Path) -> bool:
+    """A ROS 1 bag or MCAP/sqlite3 file, or a rosbag2 folder (metadata.yaml or storage files)."""
     if path.is_file():
         return path.suffix in (".bag", ".mcap", ".db3")
-    return path.is_dir() and (path / "metadata.yaml").is_file()
+    if not path.is_dir():
+        return False
+    return (path / "metadata.yaml").is_file() or bool(_storage_files(path))
+
+
+def file_order(path: Path) -> tuple:
+    """Sort key of a bag's storage files: NAME_2.mcap before NAME_10.mcap."""
+    stem = path.name
+    for suffix in (".zstd", ".mcap", ".db3"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    head, _, index = stem.rpartition("_")
+    return (head, int(index)) if index.isdigit() else (stem, -1)
+
+
+def mcap_files(path: Path) -> Optional[list[Path]]:
+    """The MCAP files of the bag at ``path``, in order, or None when it is not an MCAP bag
+    read record by record (ROS 1, sqlite3, compressed rosbag2: rosbags reads those).
+
+    DatasetError for a rosbag2 folder whose metadata.yaml names missing files, and for
+    one without metadata.yaml that holds no MCAP file (what to do is in the message).
+    """
+    if path.is_file():
+        return [path] if path.suffix == ".mcap" else None
+    meta = path / "metadata.yaml"
+    if meta.is_file():
+        import yaml
+
+        try:
+            info = yaml.safe_load(meta.read_text(encoding="utf-8"))["rosbag2_bagfile_information"]
+            storage = str(info.get("storage_identifier", ""))
+            names = [str(n) for n in info.get("relative_file_paths") or []]
+            compressed = bool(info.get("compression_mode") or info.get("compression_format"))
+        except Exception as exc:  # unreadable: read the storage files without it
+            log.warning("bag %s: metadata.yaml cannot be read (%s): reading its files", path, exc)
+        else:
+            if storage != "mcap" or compressed or not names:
+                return None
+            files = [path / name for name in names]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise DatasetError(
+                    f"bag {path}: metadata.yaml lists {', '.join(missing)} but the folder has "
+                    f"no such file"
+                )
+            return files
+    found = _storage_files(path)
+    mcaps = sorted((f for f in found if f.suffix == ".mcap"), key=file_order)
+    if mcaps:
+        return mcaps
+    if not found:
+        return None  # rosbags says what is wrong
+    names = ", ".join(sorted(f.name for f in found))
+    if all(f.name.endswith(".db3") for f in found):
+        fix = f"`ros2 bag reindex {path} -s sqlite3` rebuilds it"
+    else:
+        fix = "decompress the file (zstd -d) and run `spsg-ros bag recover` on the folder"
+    raise DatasetError(
+        f"bag {path} has no metadata.yaml (its writer did not finish, or it was removed), "
+        f"only {names}: {fix}"
+    )
 
 
 # ----------------------------------------------------------------------------- messages -> arrays
@@ -96,6 +174,36 @@ def _pick(topics: list[str], words: tuple[str, ...]) -> Optional[str]:
     return None
 
 
+def typestore_of(channels: list[McapChannel]):
+    """A typestore of the message definitions the bag carries (as rosbags' AnyReader
+    builds one); definitions that do not parse are left out (the Humble store is the
+    fallback)."""
+    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    done: set[str] = set()
+    separator = "=" * 80 + "\n"
+    for channel in channels:
+        if not channel.msgtype or channel.msgtype in done:
+            continue
+        done.add(channel.msgtype)
+        text = channel.schema_data.decode("utf-8", "replace")
+        try:
+            if channel.schema_encoding == "ros2msg":
+                types = get_types_from_msg(text, channel.msgtype)
+            elif channel.schema_encoding == "ros2idl":
+                types = {}
+                parts = text.split(separator)[1:] if text.startswith(separator + "IDL: ") else []
+                for part in parts or [text]:
+                    types.update(get_types_from_idl(part.split("\n", 1)[1] if parts else part))
+            else:
+                continue
+            store.register(types)
+        except Exception as exc:  # the Humble definitions are used for this type
+            log.debug("message definition of %s not used: %s", channel.msgtype, exc)
+    return store
+
+
 class BagSequence(Sequence):
     """Images (mono or stereo) of a ROS 1 or ROS 2 bag."""
 
@@ -124,19 +232,17 @@ class BagSequence(Sequence):
             raise DatasetError(f"bag {self.path} does not exist")
         self._typestore = get_typestore(Stores.ROS2_HUMBLE)
         self._reader_cls = AnyReader
-        try:
-            with AnyReader([self.path], default_typestore=self._typestore) as reader:
-                self.bag_start, self.bag_end = int(reader.start_time), int(reader.end_time)
-                topics = {c.topic: c.msgtype for c in reader.connections}
-                counts: dict[str, int] = {}
-                for c in reader.connections:
-                    counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-        except DatasetError:
-            raise
-        except Exception as exc:  # rosbags raises several error types for damaged files
-            raise DatasetError(
-                f"cannot read bag {self.path}: {type(exc).__name__}: {exc}"
-            ) from exc
+        #: the MCAP files read record by record (None: read through rosbags)
+        self._streams: Optional[list[McapStream]] = None
+        #: what the record-level reading of each MCAP file found when it was opened
+        self.stream_reports: list[StreamReport] = []
+        self.unfinished = False
+        self._lost_reported: set[tuple[Path, int]] = set()
+        files = mcap_files(self.path)
+        if files is not None:
+            topics, counts = self._open_mcap(files)
+        else:
+            topics, counts = self._open_rosbags(AnyReader)
         self.topics = topics
         image_topics = sorted(t for t, m in topics.items() if m in IMAGE_TYPES)
         if not image_topics:
@@ -205,13 +311,127 @@ class BagSequence(Sequence):
         self.world_frame = "optical"
         self.name = self.path.name
 
+    # -- opening
+    def _open_rosbags(self, reader_cls) -> tuple[dict[str, str], dict[str, int]]:
+        try:
+            with reader_cls([self.path], default_typestore=self._typestore) as reader:
+                self.bag_start, self.bag_end = int(reader.start_time), int(reader.end_time)
+                topics = {c.topic: c.msgtype for c in reader.connections}
+                counts: dict[str, int] = {}
+                for c in reader.connections:
+                    counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
+        except DatasetError:
+            raise
+        except Exception as exc:  # rosbags raises several error types for damaged files
+            raise DatasetError(
+                f"cannot read bag {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return topics, counts
+
+    def _open_mcap(self, files: list[Path]) -> tuple[dict[str, str], dict[str, int]]:
+        """Open the MCAP files: summary of complete files, one scan of unfinished ones."""
+        self._streams = []
+        topics: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        starts, ends = [], []
+        unfinished: list[tuple[McapStream, StreamReport]] = []
+        for file in files:
+            try:
+                stream = McapStream(file)
+            except McapDamaged as exc:
+                raise DatasetError(f"cannot read bag {self.path}: {exc}") from exc
+            stats = stream.statistics if stream.summary else None
+            if stats is not None:
+                report = StreamReport(file, size=stream.size, complete=True, summary=True)
+                report.messages = int(stats.message_count)
+                report.per_channel = {
+                    int(k): int(v) for k, v in stats.channel_message_counts.items()
+                }
+                if stats.message_count:
+                    report.start_ns = int(stats.message_start_time)
+                    report.end_ns = int(stats.message_end_time)
+            else:
+                report = stream.scan()
+                if not stream.complete or not report.clean:
+                    unfinished.append((stream, report))
+            self._streams.append(stream)
+            self.stream_reports.append(report)
+            for cid, count in report.per_channel.items():
+                channel = stream.channels.get(cid)
+                if channel is not None:
+                    counts[channel.topic] = counts.get(channel.topic, 0) + count
+            for channel in stream.channels.values():
+                if channel.msgtype:
+                    topics.setdefault(channel.topic, channel.msgtype)
+            if report.start_ns is not None:
+                starts.append(report.start_ns)
+                ends.append(report.end_ns)
+        if not topics:
+            problems = "; ".join(p for _, r in unfinished for p in r.problems())
+            at = next(
+                (r.damaged_at for r in self.stream_reports if r.damaged_at is not None), None
+            )
+            where = f": not a valid bag or damaged at byte {at}" if at is not None else ""
+            raise DatasetError(
+                f"cannot read bag {self.path}{where}: no complete channel definition "
+                f"in it ({problems or 'no channels'})"
+            )
+        if unfinished:
+            self._warn_unfinished(unfinished)
+        elif self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            log.warning(
+                "bag %s has no metadata.yaml (its MCAP file is complete): `spsg-ros bag "
+                "recover %s OUT` or `ros2 bag reindex %s -s mcap` writes one",
+                self.path,
+                self.path,
+                self.path,
+            )
+        self.bag_start = min(starts) if starts else 0
+        self.bag_end = max(ends) if ends else 0
+        self._bag_typestore = typestore_of(
+            [c for stream in self._streams for c in stream.channels.values()]
+        )
+        return topics, counts
+
+    def _warn_unfinished(self, unfinished: list[tuple[McapStream, StreamReport]]) -> None:
+        self.unfinished = any(not stream.complete for stream, _ in unfinished)
+        read = sum(r.messages for _, r in unfinished)
+        lost = sum(r.lost_messages for _, r in unfinished)
+        problems = "; ".join(f"{r.path.name}: {p}" for _, r in unfinished for p in r.problems())
+        missing = (
+            " (no metadata.yaml)"
+            if self.path.is_dir() and not (self.path / "metadata.yaml").is_file()
+            else ""
+        )
+        log.warning(
+            "bag %s is %s%s: read %d complete messages; skipped %d indexed messages "
+            "and any incomplete tail (%s). `spsg-ros bag recover %s OUT` makes a clean copy",
+            self.path,
+            "unfinished (its writer did not close it)" if self.unfinished else "damaged",
+            missing,
+            read,
+            lost,
+            problems,
+            self.path,
+        )
+
     # -- helpers reading one topic
     def _open(self):
         return self._reader_cls([self.path], default_typestore=self._typestore)
 
     def _iter_topic(
-        self, topics: list[str], start: Optional[int] = None, stop: Optional[int] = None
+        self,
+        topics: list[str],
+        start: Optional[int] = None,
+        stop: Optional[int] = None,
+        lost: bool = True,
     ):
+        """(topic, msgtype, bag time, message or None, error or None) in time order;
+        ``lost``: the messages of a lost MCAP chunk come as errors (else only the
+        chunk's warning says they are lost)."""
+        if self._streams is not None:
+            yield from self._iter_mcap(topics, start, stop, lost)
+            return
         try:
             with self._open() as reader:
                 conns = [c for c in reader.connections if c.topic in topics]
@@ -236,11 +456,88 @@ class BagSequence(Sequence):
                 f"cannot read bag {self.path}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def _iter_mcap(
+        self, topics: list[str], start: Optional[int], stop: Optional[int], lost: bool = True
+    ):
+        """:meth:`_iter_topic` of an MCAP bag: its messages record by record; the messages
+        of a lost chunk (stamps from its message index) come as errors."""
+        lo = -1 if start is None else start
+        hi = 1 << 64 if stop is None else stop
+        for stream in self._streams or []:
+            try:
+                for item in stream.messages(topics=topics, start=start, stop=stop):
+                    if isinstance(item, LostChunk):
+                        self._report_lost(stream, item)
+                        if lost:
+                            yield from self._lost_events(stream, item, topics, lo, hi)
+                        continue
+                    yield self._deserialize(item.channel, item.log_time, item.data)
+            except DatasetError:
+                raise
+            except Exception as exc:
+                raise DatasetError(
+                    f"cannot read bag {self.path} ({stream.path.name}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+    def _deserialize(self, channel: McapChannel, bag_time: int, data: bytes) -> tuple:
+        topic, msgtype = channel.topic, channel.msgtype
+        try:
+            store = (
+                self._bag_typestore
+                if msgtype in self._bag_typestore.fielddefs
+                else self._typestore
+            )
+            return topic, msgtype, bag_time, store.deserialize_cdr(data, msgtype), None
+        except Exception as exc:  # a damaged message: report it, go on
+            return (
+                topic,
+                msgtype,
+                bag_time,
+                None,
+                f"message on {topic} at {bag_time} cannot be deserialised: {exc}",
+            )
+
+    def _lost_events(self, stream: McapStream, lost: LostChunk, topics, lo: int, hi: int):
+        events = []
+        for cid, stamps in lost.stamps.items():
+            channel = stream.channels.get(cid)
+            if channel is None or channel.topic not in topics:
+                continue
+            events += [(t, channel) for t in stamps if lo <= t < hi]
+        events.sort(key=lambda e: e[0])
+        for stamp, channel in events:
+            yield (
+                channel.topic,
+                channel.msgtype,
+                stamp,
+                None,
+                f"message on {channel.topic} at {stamp} lost: {lost.reason} "
+                f"at byte {lost.offset} of {stream.path.name}",
+            )
+
+    def _report_lost(self, stream: McapStream, lost: LostChunk) -> None:
+        key = (stream.path, lost.offset)
+        if key in self._lost_reported:
+            return
+        self._lost_reported.add(key)
+        start = (lost.start_ns - self.bag_start) / 1e9
+        end = (lost.end_ns - self.bag_start) / 1e9
+        log.warning(
+            "bag %s: %s: %s, bag time %+.3f..%+.3f s: its messages are skipped (the "
+            "frames it held are flagged); `spsg-ros bag recover` copies the rest",
+            self.path,
+            stream.path.name,
+            lost.describe(),
+            start,
+            end,
+        )
+
     def _find_camera_info(self, info_topic: str, intrinsics) -> Optional[CameraInfo]:
         if intrinsics is not None:
             return read_intrinsics_yaml(intrinsics)
         if info_topic in self.topics and self.topics[info_topic] == CAMERA_INFO_TYPE:
-            for _, _, _, msg, error in self._iter_topic([info_topic]):
+            for _, _, _, msg, error in self._iter_topic([info_topic], lost=False):
                 if msg is not None:
                     try:
                         return camera_info_from_msg(msg)
@@ -256,7 +553,7 @@ class BagSequence(Sequence):
 
     def _read_ground_truth(self) -> Trajectory:
         stamps, positions, quats = [], [], []
-        for _, msgtype, bag_time, msg, error in self._iter_topic([self.gt_topic]):
+        for _, msgtype, bag_time, msg, error in self._iter_topic([self.gt_topic], lost=False):
             if msg is None:
                 log.warning("bag %s: %s", self.path, error)
                 continue

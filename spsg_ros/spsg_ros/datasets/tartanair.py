@@ -6,7 +6,8 @@ camera body pose in a NED world (x forward, y right, z down), no timestamps.
 Poses are converted to the optical convention for both the camera and the
 world (``T_opt = M^T T_ned M`` with ``M = R_ned_from_optical``), which is what
 the TartanAir tools do; the first camera looking along the world's x (north)
-then looks along the optical world's z. Stamps are synthesised from a rate.
+then looks along the optical world's z. Stamps are synthesised from a rate, starting
+at a base time (:data:`~.base.DEFAULT_BASE_TIME_NS` unless given).
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Optional
 
 import numpy as np
 
-from .base import DatasetError, Sequence, SequenceFrame, synthesised_stamps
+from .base import (
+    DEFAULT_BASE_TIME_NS,
+    DatasetError,
+    Sequence,
+    SequenceFrame,
+    synthesised_stamps,
+)
 
-from .image_files import frame_from_file, image_size, load_image
+from .image_files import frame_from_file, first_image_size, load_image
 
 from .intrinsics import pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info
 
@@ -105,6 +112,7 @@ class TartanAirSequence(Sequence):
         *,
         stereo: bool = False,
         rate_hz: float = 10.0,
+        base_time_ns: int = DEFAULT_BASE_TIME_NS,
         intrinsics: Optional[str | Path] = None,
         frame_id: str = "camera_left",
         **selection,
@@ -132,7 +140,7 @@ class TartanAirSequence(Sequence):
             if len(missing) == len(self.right_files):
                 raise DatasetError(f"no right images matching image_left/ in {right_dir}")
         self.rate_hz = float(rate_hz)
-        self.stamps = synthesised_stamps(len(self.left_files), self.rate_hz)
+        self.stamps = synthesised_stamps(len(self.left_files), self.rate_hz, base_time_ns)
         pose_file = root / "pose_left.txt"
         self.gt: Optional[list[np.ndarray]] = None
         if pose_file.is_file():
@@ -146,7 +154,7 @@ class TartanAirSequence(Sequence):
             self.ground_truth_kind = "pose"
         self.world_frame = "optical"
         self.frame_id = frame_id
-        width, height = image_size(self.left_files[0])
+        width, height = first_image_size(self.left_files)
         if intrinsics is not None:
             self.camera_info = read_intrinsics_yaml(intrinsics, (width, height))
             self.right_camera_info = self.camera_info

@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import DatasetError, Sequence, SequenceFrame
 
-from .image_files import frame_from_file, image_size
+from .image_files import frame_from_file, first_image_size
 
 from .intrinsics import pinhole_camera_info, read_intrinsics_yaml, scaled_camera_info
 
@@ -114,7 +114,7 @@ class TumSequence(Sequence):
         if not self.path.is_dir():
             raise DatasetError(f"TUM folder {self.path} does not exist")
         self.entries = read_tum_list(self.path / "rgb.txt")
-        width, height = image_size(self.path / self.entries[0][1])
+        width, height = first_image_size(self.path / e[1] for e in self.entries)
         if intrinsics is not None:
             self.camera_info = read_intrinsics_yaml(intrinsics, (width, height))
         else:

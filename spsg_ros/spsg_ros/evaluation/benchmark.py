@@ -120,13 +120,13 @@ def load_pair(
     (cv2.INTER_AREA), else synthetic textured images."""
     import cv2
 
+    from ..features.image_io import read_gray
+
     h, w = size
     if frames and len(frames) >= 2:
         out = []
         for path in frames[:2]:
-            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise FileNotFoundError(f"{path} is not an image OpenCV can read")
+            img = read_gray(path)[0]
             if img.shape != (h, w):
                 interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
                 img = cv2.resize(img, (w, h), interpolation=interp)

@@ -1,15 +1,19 @@
 """Offline replay: a sequence through the frontend, with every output a person
 or a tool looks at afterwards.
 
-``OUT/results.mcap``  ROS 2 bag (MCAP): our messages, match pictures, trajectory
+``OUT/results/``      ROS 2 bag folder (``results_0.mcap`` + metadata.yaml): our
+                      messages, match pictures, trajectory
 ``OUT/metrics.csv``   one row per frame (flushed per row)
 ``OUT/summary.json``  means, latency, accuracy against ground truth
 ``OUT/plots/*.png``   metrics.png, latency.png, trajectory.png, errors.png
 
 A frame the reader could not load, or the frontend flagged, gets a row with
-``ok = 0`` and its status; the replay goes on. Ctrl-C, or a failure of the
-source half-way, ends the loop early but still closes the bag, flushes the CSV
-and writes the summary (with ``"interrupted": true`` or ``"error"``) and plots.
+``ok = 0`` and its status; the replay goes on. A frame without a valid pose
+publishes no pose and is left out of ATE/RPE. A stop signal (Ctrl-C, SIGTERM,
+SIGHUP, with a :class:`~spsg_ros.stop_signals.StopSignals` given), or a failure
+of the source half-way, ends the loop early but still closes the bag, flushes
+the CSV and writes the summary (with ``"interrupted": true`` or ``"error"``)
+and plots; a signal during a frame's writes waits for them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import csv
 import json
 import logging
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ import numpy as np
 
 from ..datasets.base import DatasetError, Sequence, SequenceFrame
 from ..frontend.types import FrameResult
+from ..stop_signals import holding, StopSignals
 from .pose import SequenceAccuracy
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ CSV_COLUMNS = (
         "outlier_prec",
         "inliers",
         "pose_valid",
+        "pose_published",
         "pose_status",
         "tx",
         "ty",
@@ -69,12 +76,33 @@ CSV_COLUMNS = (
         "source",
     ]
 )
-OUTPUT_NAMES = ("results.mcap", "metrics.csv", "summary.json", "plots")
+BAG_NAME = "results"  # a rosbag2 folder holding results_0.mcap, as ros2 bag record names it
+OUTPUT_NAMES = (BAG_NAME, "metrics.csv", "summary.json", "plots")
 MAX_CONSECUTIVE_ERRORS = 5
 
 
-class OutputExistsError(ValueError):
+class OutputError(ValueError):
+    """The output folder cannot be used; the message says why."""
+
+
+class OutputExistsError(OutputError):
     """The output folder already holds replay outputs (and --overwrite was not given)."""
+
+
+def prepare_output_folder(out: Path) -> None:
+    """Create ``out`` (and parents) or say in one line why it cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"output folder {out} is a file, not a folder") from None
+    except NotADirectoryError:
+        raise OutputError(f"output folder {out}: a part of its path is a file") from None
+    except PermissionError:
+        raise OutputError(f"output folder {out}: no permission to create it") from None
+    except OSError as exc:
+        raise OutputError(f"output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {out} is not writable")
 
 
 def _fmt(value: Any) -> Any:
@@ -151,6 +179,7 @@ class Replay:
         path_every: int = 10,
         progress: bool = True,
         run_info: Optional[dict] = None,
+        stop: Optional[StopSignals] = None,
     ):
         self.sequence = sequence
         self.frontend = frontend
@@ -166,7 +195,8 @@ class Replay:
         self.path_every = path_every
         self.progress = progress
         self.run_info = dict(run_info or {})
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.stop = stop
+        prepare_output_folder(self.out)
         existing = [n for n in OUTPUT_NAMES if (self.out / n).exists()]
         if existing and not overwrite:
             raise OutputExistsError(
@@ -202,10 +232,12 @@ class Replay:
         try:
             interrupted, failure = self._process_frames(outputs, accuracy, rows)
         finally:
-            outputs.close()
-        return self._finish(
-            rows, accuracy, time.perf_counter() - started, interrupted, failure, outputs.bag
-        )
+            with holding(self.stop):  # a second signal must not cut the bag's index short
+                outputs.close()
+        with holding(self.stop):
+            return self._finish(
+                rows, accuracy, time.perf_counter() - started, interrupted, failure, outputs.bag
+            )
 
     def _backend_name(self) -> str:
         try:
@@ -219,7 +251,7 @@ class Replay:
 
         bag = (
             ResultsBagWriter(
-                self.out / "results.mcap",
+                self.out / BAG_NAME,
                 backend_name=self._backend_name(),
                 path_every=self.path_every,
             )
@@ -243,8 +275,9 @@ class Replay:
 
     def _process_frames(
         self, outputs: "_Outputs", accuracy: SequenceAccuracy, rows: list[dict]
-    ) -> tuple[bool, Optional[str]]:
-        """The loop; returns (interrupted, failure). Ctrl-C or a failing source end it early."""
+    ) -> tuple[Optional[str], Optional[str]]:
+        """The loop; returns (stop signal name or None, failure or None): a stop signal or a
+        failing source end it early."""
         from tqdm import tqdm
 
         from ..geometry.trajectory import TrajectoryAccumulator
@@ -261,6 +294,8 @@ class Replay:
         )
         try:
             for frame in self.sequence:
+                if self.stop is not None:
+                    self.stop.check()
                 t0 = time.perf_counter()
                 try:
                     row = self._replay_frame(frame, t0, outputs, accuracy, accumulator, references)
@@ -274,54 +309,69 @@ class Replay:
                     row = self._row(frame, result, (time.perf_counter() - t0) * 1e3, None)
                     if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
                         rows.append(row)
-                        outputs.writer.writerow(row)
+                        with holding(self.stop):
+                            outputs.writer.writerow(row)
                         raise RuntimeError(
                             f"{MAX_CONSECUTIVE_ERRORS} frames in a row failed, last: "
                             f"{type(exc).__name__}: {exc}"
                         ) from exc
                 rows.append(row)
-                outputs.writer.writerow(row)
-                outputs.csv_file.flush()
+                with holding(self.stop):
+                    outputs.writer.writerow(row)
+                    outputs.csv_file.flush()
                 bar.update(1)
                 bar.set_postfix(
                     kp=row["num_kp"], matches=row["num_matches"], ok=row["ok"], refresh=False
                 )
-        except KeyboardInterrupt:
-            log.warning("interrupted after %d frames: closing the outputs", len(rows))
-            return True, None
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "signal_name", "SIGINT")
+            log.warning("%s after %d frames: closing the outputs", name, len(rows))
+            return name, None
         except Exception as exc:  # the source failed half-way (or too many frames did)
             log.error("replay stopped after %d frames: %s", len(rows), exc)
             if isinstance(exc, DatasetError):
-                return False, str(exc)
-            return False, f"{type(exc).__name__}: {exc}"
+                return None, str(exc)
+            return None, f"{type(exc).__name__}: {exc}"
         finally:
             bar.close()
-        return False, None
+        return None, None
 
     def _replay_frame(self, frame, t0, outputs, accuracy, accumulator, references) -> dict:
         """One frame through the frontend, into the bag; returns its CSV row."""
         result = self._process(frame)
         total_ms = (time.perf_counter() - t0) * 1e3
         T_est = result.pose.matrix() if result.pose.valid else None
-        T_world, _ = accumulator.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
-        error = accuracy.add(
-            result.stamp_ns, result.ref_stamp_ns, T_est, frame.gt_pose, frame.gt_position
+        # the published pose: None for a frame without a valid pose (never a stale copy)
+        T_world = accumulator.update(
+            result.stamp_ns, result.ref_stamp_ns, result.pose, result.is_keyframe
         )
+        error = accuracy.add(
+            result.stamp_ns,
+            result.ref_stamp_ns,
+            T_est,
+            frame.gt_pose,
+            frame.gt_position,
+            T_world=T_world,
+        )
+
         picture = None
         if frame.ok and self.viz_every > 0 and frame.index % self.viz_every == 0:
             picture = self._picture(result, frame, references)
         if frame.ok:
             references.remember(result, frame.image, frame.encoding)
         if outputs.bag is not None:
-            outputs.bag.write_frame(
-                result,
-                T_world,
-                picture,
-                frame.gt_pose,
-                latency_ms=total_ms,
-                right_frame_id=frame.right_frame_id if self.stereo else None,
-            )
-        return self._row(frame, result, total_ms, error)
+            with holding(self.stop):
+                outputs.bag.write_frame(
+                    result,
+                    T_world,
+                    picture,
+                    frame.gt_pose,
+                    latency_ms=total_ms,
+                    right_frame_id=frame.right_frame_id if self.stereo else None,
+                )
+        row = self._row(frame, result, total_ms, error)
+        row["pose_published"] = int(T_world is not None)
+        return row
 
     def _finish(self, rows, accuracy, elapsed, interrupted, failure, bag) -> dict:
         """Write summary.json, then the plots, then the summary again with them."""
@@ -385,6 +435,7 @@ class Replay:
             "outlier_prec": _fmt(m.outlier_prec),
             "inliers": int(m.num_inliers),
             "pose_valid": int(bool(pose.valid)),
+            "pose_published": 0,
             "pose_status": pose.status,
             "tx": "",
             "ty": "",
@@ -454,7 +505,9 @@ class Replay:
                 if not r["ok"]
             ][:50],
             "poses_valid": int(sum(r["pose_valid"] for r in rows)),
-            "interrupted": interrupted,
+            "poses_published": int(sum(r["pose_published"] for r in rows)),
+            "frames_without_pose": int(sum(not r["pose_published"] for r in rows)),
+            "interrupted": interrupted is not None,
             "elapsed_s": elapsed,
             "fps": len(rows) / elapsed if elapsed > 0 else 0.0,
             "metrics": {
@@ -483,12 +536,16 @@ class Replay:
         }
         summary["latency_ms"]["frontend"] = _stats(col("frontend_ms"))
         summary["latency_ms"]["total"] = _stats(col("total_ms"))
+        if interrupted is not None:
+            summary["signal"] = interrupted
         if failure:
             summary["error"] = failure
+        if rows and not processed:
+            summary["error"] = summary.get("error") or "every frame was flagged"
         if bag is not None:
             summary["bag_messages"] = dict(bag.bag.counts)
         if not self.write_bag:
-            summary["outputs"].pop("results.mcap")
+            summary["outputs"].pop(BAG_NAME)
         if self.sequence.ground_truth_kind != "none":
             summary["accuracy"] = accuracy.summary()
         return summary
@@ -507,15 +564,12 @@ class Replay:
                 )
             )
             made.append(plots.plot_latency(rows, STAGES, folder / "latency.png"))
-        est, gt = accuracy.trajectories()
+        est, gt, alignment = accuracy.aligned_trajectories()
         if len(est):
-            note = ""
-            if not self.stereo:
-                note = (
-                    "mono: step lengths from ground truth"
-                    if accuracy.errors or accuracy.gt_positions
-                    else "mono: unit step length (scale unknown)"
-                )
+            note = {
+                "sim3": "published poses after Sim(3) alignment to ground truth",
+                "se3": "published poses after rigid (SE(3)) alignment to ground truth",
+            }.get(alignment, "published poses" + ("" if self.stereo else ", one unit per step"))
             has_gt = np.isfinite(gt).any()
             made.append(
                 plots.plot_trajectory(

@@ -8,6 +8,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..images import ImageDecodeError, read_image_file, truncation_error
+
 
 def process_resize(width: int, height: int, resize: Sequence[int]) -> tuple[int, int]:
     """Target (w, h): ``[-1]`` keeps the size, ``[N]`` scales the longest side to N,
@@ -33,10 +35,15 @@ def read_gray(
     """Grayscale uint8 image resized with cv2's default interpolation on the uint8
     image, and the (sx, sy) factors that map its pixels back to the original."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    why = truncation_error(path.read_bytes())  # OpenCV decodes a cut JPEG/PNG as grey rows
+    if why:
+        raise ImageDecodeError(f"image file {path}: {why}")
     if image is None:
-        reason = "does not exist" if not path.exists() else "is not an image OpenCV can read"
-        raise FileNotFoundError(f"{path} {reason}")
+        read_image_file(path)  # raises with the reason (unsupported pixel type, not an image)
+        raise ImageDecodeError(f"image file {path} is not an image OpenCV can read")
     height, width = image.shape
     new_w, new_h = process_resize(width, height, resize)
     if (new_w, new_h) != (width, height):

@@ -160,6 +160,14 @@ def validate(user: Mapping[str, Any]) -> dict[str, Any]:
 
     sp_user = dict(DEFAULT_CONFIG["superpoint"], **_section(user, "superpoint"))
     cfg["superpoint"] = _named(superpoint_config, sp_user)
+    # the networks take 0 (no keypoints); for the frontend it is a mistake
+    check(
+        "frontend.superpoint",
+        "max_keypoints",
+        cfg["superpoint"]["max_keypoints"],
+        lambda v: v == -1 or v >= 1,
+        "-1 (all keypoints) or a positive integer",
+    )
     cfg["superglue"] = _named(superglue_config, _section(user, "superglue"))
     cfg["nn"] = _named(nn_config, _section(user, "nn"))
 
@@ -300,6 +308,13 @@ def _preprocess(user: Mapping[str, Any]) -> dict[str, Any]:
         cfg["mono16"],
         lambda v: v in ("scale", "minmax", "shift"),
         "scale, minmax or shift",
+    )
+    check(
+        section,
+        "bit_depth",
+        cfg["bit_depth"],
+        lambda v: is_int(v) and (v == 0 or 8 <= v <= 16),
+        "0 (auto: 12-bit when no value exceeds 4095) or 8..16",
     )
     return cfg
 

@@ -25,10 +25,15 @@ from . import camera as cam
 from .config import ConfigSource, load_config
 from .metrics import frame_metrics
 from .pose import mono_pose, stereo_pose, triangulate_stereo
-from .preprocess import FrameError, Prepared, Preprocessor, normalized_points, to_gray, to_original
+from .preprocess import FrameError, Prepared, Preprocessor, normalized_points, to_original
 from .types import CameraInfo, Frame, FrameResult
 
 log = logging.getLogger(__name__)
+
+#: frames in a row without a valid pose against one reference before it is given up and
+#: the next frame becomes the reference (the trajectory then goes on from the last valid
+#: pose): short dropouts keep their chain, a lost track recovers within a few frames
+REFERENCE_MAX_MISSES = 5
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Frontend:
             self.matcher = NearestNeighborMatcher(self.config["nn"])
         self.preprocessor = Preprocessor(self.config["preprocess"])
         self._ref: Optional[View] = None
+        self._ref_misses = 0
         self._mode: Optional[str] = None
         self._last_stamp_ns: Optional[int] = None  # newest frame seen, to notice time going back
 
@@ -98,6 +104,7 @@ class Frontend:
     def reset(self) -> None:
         """Forget the reference frame: the next frame starts a new pairing."""
         self._ref = None
+        self._ref_misses = 0
         self._mode = None
 
     @property
@@ -145,7 +152,7 @@ class Frontend:
         """Grayscale image and intrinsics (CameraInfo, else the config's camera, else None)."""
         if not isinstance(frame, Frame):
             raise FrameError(f"expected a Frame, got {type(frame).__name__}")
-        gray = to_gray(frame.image, frame.encoding, self.config["preprocess"]["mono16"])
+        gray = self.preprocessor.gray(frame.image, frame.encoding, frame.frame_id)
         height, width = gray.shape
         info = self._camera_info(frame, width, height)
         return gray, cam.intrinsics(info, width, height)
@@ -369,16 +376,25 @@ class Frontend:
         mode: str,
         result: FrameResult,
     ) -> None:
-        """Previous mode: every frame with keypoints becomes the reference. Keyframe
-        mode: only when the share of the keyframe's keypoints still matched falls
-        under ``keyframe_min_tracked``. A frame without keypoints never does."""
+        """Previous mode: every frame with keypoints and a valid pose becomes the
+        reference. Keyframe mode: only when the share of the keyframe's keypoints
+        still matched falls under ``keyframe_min_tracked``. A frame without keypoints
+        never does. A frame without a valid pose does not replace the reference (its
+        world pose is unknown, so nothing could chain from it) unless the reference
+        has failed :data:`REFERENCE_MAX_MISSES` frames in a row."""
         if len(view.features) == 0:
             return
-        if ref is not None and self.config["pair_with"] == "keyframe":
+        if ref is not None and not result.pose.valid:
+            self._ref_misses += 1
+            if self._ref_misses < REFERENCE_MAX_MISSES:
+                return
+        elif ref is not None and self.config["pair_with"] == "keyframe":
+            self._ref_misses = 0
             tracked = matches.num_matches / max(len(ref.features), 1)
             if tracked >= self.config["keyframe_min_tracked"]:
                 return
         self._ref = view
+        self._ref_misses = 0
         self._mode = mode
         result.is_keyframe = True
 

@@ -31,11 +31,20 @@ class FrameError(ValueError):
     """The image cannot be processed; the message says why (reported as a flagged result)."""
 
 
-def to_gray(image: Any, encoding: str, mono16: str = "scale") -> np.ndarray:
+def to_gray(
+    image: Any,
+    encoding: str,
+    mono16: str = "scale",
+    bit_depth: int = 0,
+    source: Optional[str] = None,
+) -> np.ndarray:
     """uint8 (H, W) grayscale from an image array in a ROS encoding layout.
 
     The conversion is :func:`spsg_ros.images.to_gray` (any encoding the image decoder
     supports, raw Bayer/YUV layouts included); this adds the frontend's minimum size.
+    ``bit_depth`` (the ``preprocess.bit_depth`` setting) is the depth of 16-bit data:
+    0 (auto) reads data that never exceeds 4095 as 12-bit; ``source`` names the stream
+    for the log line saying so.
     """
     try:
         image = images.check_array(image, encoding)
@@ -44,7 +53,7 @@ def to_gray(image: Any, encoding: str, mono16: str = "scale") -> np.ndarray:
             raise FrameError(
                 f"image too small ({width}x{height}; at least {MIN_SIDE} px a side needed)"
             )
-        return images.to_gray(image, encoding, mono16)
+        return images.to_gray(image, encoding, mono16, bit_depth, source)
     except images.ImageDecodeError as exc:
         raise FrameError(str(exc)) from exc
 
@@ -75,6 +84,16 @@ class Preprocessor:
             else None
         )
         self._maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def gray(self, image: Any, encoding: str, source: Optional[str] = None) -> np.ndarray:
+        """:func:`to_gray` with this section's ``mono16`` and ``bit_depth``."""
+        return to_gray(
+            image,
+            encoding,
+            self.config.get("mono16", "scale"),
+            self.config.get("bit_depth", 0),
+            source,
+        )
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
         return process_resize(width, height, self.config["resize"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -10,13 +10,18 @@ import numpy as np
 class TrajectoryAccumulator:
     """World poses of the camera from chained relative poses.
 
-    The world frame is the optical frame of the first camera pose. A frame's
-    pose is its reference's pose composed with the inverse relative pose
-    (``T_world_cur = T_world_ref @ inv(T_cur_ref)``); references are looked up
-    by stamp among the last ``history`` frames, so keyframe pairing works. A
-    frame without a valid pose (or whose reference is unknown) keeps the last
-    pose. Mono translations are unit directions, so the mono trajectory has
-    one unit of length per step.
+    The world frame is the optical frame of the first frame the frontend
+    processed. A frame's pose is its reference's pose composed with the inverse
+    relative pose (``T_world_cur = T_world_ref @ inv(T_cur_ref)``); references
+    are looked up by stamp among the last ``history`` frames, so keyframe
+    pairing works.
+
+    Only what was measured is published: a frame without a valid pose gets no
+    world pose (never a copy of the previous one). When such a frame still
+    becomes the next reference (a pairing reset, or the frontend giving up on an
+    old reference), it is kept internally as an anchor at the last published
+    pose, so the trajectory continues from there. Mono translations are unit
+    directions, so the mono trajectory has one unit of length per step.
     """
 
     def __init__(self, history: int = 512) -> None:
@@ -35,22 +40,35 @@ class TrajectoryAccumulator:
         return None if pose is None else pose.copy()
 
     def update(
-        self, stamp_ns: int, ref_stamp_ns: Optional[int], pose: Any
-    ) -> Tuple[np.ndarray, bool]:
-        """World pose (4x4) of the frame at ``stamp_ns`` and whether it moved by a valid pose.
+        self,
+        stamp_ns: int,
+        ref_stamp_ns: Optional[int],
+        pose: Any,
+        becomes_reference: bool = True,
+    ) -> Optional[np.ndarray]:
+        """World pose (4x4) to publish for the frame at ``stamp_ns``, or None.
 
         ``pose`` is the frame's relative pose to its reference: anything with
-        ``valid`` and ``inverse_matrix()`` (a frontend RelativePose).
+        ``valid`` and ``inverse_matrix()`` (a frontend RelativePose);
+        ``becomes_reference`` says whether later frames may be paired with this
+        one (``FrameResult.is_keyframe``).
         """
         reference = self._poses.get(int(ref_stamp_ns)) if ref_stamp_ns is not None else None
+        published: Optional[np.ndarray] = None
         if self.latest is None:
-            current, moved = np.eye(4), False
+            if not becomes_reference:
+                return None  # a flagged frame cannot be the origin
+            current = published = np.eye(4)
         elif reference is not None and pose.valid:
-            current, moved = reference @ pose.inverse_matrix(), True
+            current = published = reference @ pose.inverse_matrix()
+        elif becomes_reference:
+            current = self.latest.copy()  # anchor: continue from the last published pose
         else:
-            current, moved = self.latest.copy(), False
+            return None
         self._poses[int(stamp_ns)] = current
         while len(self._poses) > self.history:
             self._poses.pop(next(iter(self._poses)))  # dicts keep insertion order
-        self.latest = current
-        return current.copy(), moved
+        if published is not None:
+            self.latest = published
+            return published.copy()
+        return None

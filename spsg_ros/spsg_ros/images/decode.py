@@ -13,15 +13,21 @@ Three stages:
 * :func:`to_standard` -- Bayer mosaics and YUV 4:2:2 to BGR (OpenCV
   ``cvtColor``); every other encoding is already standard.
 * :func:`to_gray` -- the frontend's uint8 grey image of an array in any
-  supported layout, raw or standard. The one place of the grey rule.
+  supported layout, raw or standard. The one place of the grey rule, including
+  the bit depth of 16-bit data (:func:`bit_depth_of`: 12-bit cameras store their
+  values in 16-bit words).
 
 :func:`decode_image` is unpack + to_standard; :func:`decode_compressed` decodes
-JPEG/PNG/... through ``cv2.imdecode``.
+JPEG/PNG/... through ``cv2.imdecode`` and :func:`read_image_file` does the same for
+a file; both refuse a JPEG or PNG that was cut short (:func:`truncation_error`)
+instead of letting the codec fill the missing part with grey.
 """
 
 from __future__ import annotations
 
 import array
+import logging
+import os
 import sys
 from typing import Any, Optional
 
@@ -98,6 +104,13 @@ TO_GRAY: dict[str, int] = {
 STANDARD_ENCODINGS = tuple(name for name in LAYOUTS if name not in TO_BGR)
 
 MONO16_MODES = ("scale", "shift", "minmax")
+
+#: ``bit_depth`` 0: read 16-bit data whose values never exceed this as 12-bit.
+AUTO_12BIT_MAX = 4095
+#: ``bit_depth`` values: 0 (auto) or a fixed depth of 8 to 16 bits.
+BIT_DEPTHS = (0,) + tuple(range(8, 17))
+
+log = logging.getLogger(__name__)
 
 _ALIASES_LOWER = {alias.lower(): name for alias, name in ALIASES.items()}
 
@@ -263,66 +276,270 @@ def decode_compressed(data: Any, format: str = "") -> tuple[np.ndarray, str]:
     ``format`` (e.g. ``"bgr8; jpeg compressed bgr8"``, ``"png"``) is only checked for
     ``compressedDepth``, which is not supported; the codec is read from the data by
     ``cv2.imdecode``. Grey decodes to mono8/mono16, colour to bgr8/bgra8 (bgr16/bgra16
-    for 16-bit PNG or TIFF).
+    for 16-bit PNG or TIFF). A JPEG or PNG cut short is refused (:func:`truncation_error`).
     """
     text = str(format)
     if "compresseddepth" in text.lower():
-        raise ImageDecodeError(f"compressedDepth images are not supported (format '{text}')")
-    raw = as_bytes(data)
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if image is None:
-        raise ImageDecodeError(f"compressed image (format '{text}') cannot be decoded")
+        raise ImageDecodeError(
+            f"compressed image (format '{text}'): compressedDepth images are not supported"
+        )
+    return _decode_encoded(as_bytes(data), f"compressed image (format '{text}')")
+
+
+def read_image_file(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """(array, encoding) of an image file as stored, like :func:`decode_compressed`.
+
+    ImageDecodeError names the file and says why it cannot be used: missing, a JPEG or
+    PNG cut short, a format OpenCV does not read, or an unsupported pixel type.
+    """
+    where = f"image file {os.fspath(path)}"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{where} does not exist") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    return _decode_encoded(np.frombuffer(raw, np.uint8), where)
+
+
+def _decode_encoded(raw: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    if raw.size == 0:
+        raise ImageDecodeError(f"{where} cannot be decoded: it is empty (0 bytes)")
+    why = truncation_error(raw)
+    if why:
+        raise ImageDecodeError(f"{where}: {why}")
+    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageDecodeError(
+            f"{where} cannot be decoded: not in an image format OpenCV can read "
+            "(corrupt file, or not an image)"
+        )
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageDecodeError(
-            f"compressed image (format '{text}') decodes to unsupported pixel type {image.dtype}"
+            f"{where} decodes, but to pixel type {_pixel_type_text(image)}, which is not "
+            "supported (supported: 8- or 16-bit unsigned integer pixels, grey, BGR or BGRA)"
         )
     bits = 8 * image.itemsize
     if image.ndim == 2:
         return image, f"mono{bits}"
     if image.shape[2] not in (3, 4):
-        raise ImageDecodeError(
-            f"compressed image (format '{text}') decodes to {image.shape[2]} channels"
-        )
+        raise ImageDecodeError(f"{where} has {image.shape[2]} channels (supported: 1, 3 or 4)")
     return image, f"{'bgr' if image.shape[2] == 3 else 'bgra'}{bits}"
 
 
-def _mono16_to_8(image: np.ndarray, mode: str) -> np.ndarray:
+def _pixel_type_text(image: np.ndarray) -> str:
+    kind = {"f": "floating-point", "i": "signed integer", "u": "unsigned integer"}.get(
+        image.dtype.kind, image.dtype.kind
+    )
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return f"{image.dtype.name} ({8 * image.itemsize}-bit {kind}, {channels} channel" + (
+        "s)" if channels > 1 else ")"
+    )
+
+
+# ----------------------------------------------------------------------------- truncation
+
+_JPEG_SOI = b"\xff\xd8\xff"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def truncation_error(data: Any) -> Optional[str]:
+    """Why encoded image ``data`` is incomplete, or None.
+
+    A JPEG must end with its end-of-image marker (trailing zero padding allowed;
+    data appended after the image, as some cameras do, is found by walking the
+    marker segments); a PNG must hold a complete IEND chunk. Decoders accept both
+    cut short and fill the missing rows with grey. Other formats: None.
+    """
+    raw = as_bytes(data)
+    if raw.size >= 3 and bytes(raw[:3]) == _JPEG_SOI:
+        body = bytes(raw)
+        if body.rstrip(b"\0").endswith(_JPEG_EOI) or _jpeg_has_end(body):
+            return None
+        return "truncated JPEG: no end-of-image marker (file cut short?)"
+    if raw.size >= 8 and bytes(raw[:8]) == _PNG_SIGNATURE:
+        if _png_has_end(bytes(raw)):
+            return None
+        return "truncated PNG: no complete IEND chunk (file cut short?)"
+    return None
+
+
+def _jpeg_has_end(data: bytes) -> bool:
+    """Whether the marker segments of a JPEG lead to its end-of-image marker."""
+    n, pos = len(data), 2
+    while pos < n:
+        if data[pos] != 0xFF:
+            return False  # not at a marker: damaged
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            return False
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return True
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length field
+            continue
+        if pos + 2 > n:
+            return False
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # entropy-coded data after start-of-scan: up to the next real marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                return False
+            following = data[pos + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffed byte, restart
+                pos += 2
+            elif following == 0xFF:
+                pos += 1
+            else:
+                break
+    return False
+
+
+def _png_has_end(data: bytes) -> bool:
+    """Whether the chunks of a PNG lead to a complete IEND chunk."""
+    n, pos = len(data), len(_PNG_SIGNATURE)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if end > n:
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos = end
+    return False
+
+
+# ----------------------------------------------------------------------------- bit depth
+
+
+def check_bit_depth(bit_depth: Any) -> int:
+    """``bit_depth`` as an int if it is 0 (auto) or 8..16, else ValueError."""
+    if isinstance(bit_depth, bool) or not isinstance(bit_depth, (int, np.integer)):
+        raise ValueError(f"bit_depth {bit_depth!r}: expected 0 (auto) or an integer 8..16")
+    if int(bit_depth) not in BIT_DEPTHS:
+        raise ValueError(f"bit_depth {bit_depth}: expected 0 (auto) or 8..16")
+    return int(bit_depth)
+
+
+_READ_AS_12: set[str] = set()  # sources told that their data is read as 12-bit
+_SEEN_16: set[str] = set()  # named sources that showed values above AUTO_12BIT_MAX
+_MAX_SOURCES = 1024
+
+
+def bit_depth_of(image: np.ndarray, bit_depth: int = 0, source: Optional[str] = None) -> int:
+    """Significant bits of the 16-bit ``image``: ``bit_depth`` when set (8..16).
+
+    0 (auto): 12 when no value exceeds 4095 (:data:`AUTO_12BIT_MAX`; alpha not
+    counted), else 16. Logs once per ``source`` that it reads 12-bit; a named
+    ``source`` that has shown a value above 4095 stays 16-bit, so that the dark
+    frames of a 16-bit camera are not brightened 16 times.
+    """
+    depth = check_bit_depth(bit_depth)
+    if depth:
+        return depth
+    colour = image if image.ndim == 2 else image[:, :, : min(3, image.shape[2])]
+    key = "" if source is None else str(source)
+    if colour.size and int(colour.max()) > AUTO_12BIT_MAX:
+        if source is not None and key not in _SEEN_16:
+            if key in _READ_AS_12:
+                log.warning(
+                    "%s: 16-bit image with values above %d after images read as 12-bit: "
+                    "read as 16-bit from now on (set bit_depth to fix the depth)",
+                    key,
+                    AUTO_12BIT_MAX,
+                )
+            _remember(_SEEN_16, key)
+        return 16
+    if source is not None and key in _SEEN_16:
+        return 16
+    if key not in _READ_AS_12:
+        _remember(_READ_AS_12, key)
+        log.info(
+            "%s16-bit image with values <= %d: read as 12-bit (set bit_depth to override)",
+            f"{key}: " if key else "",
+            AUTO_12BIT_MAX,
+        )
+    return 12
+
+
+def _remember(seen: set[str], key: str) -> None:
+    if len(seen) >= _MAX_SOURCES:  # e.g. one source name per file: keep it bounded
+        seen.clear()
+    seen.add(key)
+
+
+def reduce_16_to_8(image: np.ndarray, depth: int) -> np.ndarray:
+    """uint8 of 16-bit colour data of ``depth`` bits: v * 255 // (2**depth - 1), values
+    above 2**depth - 1 clipped (depth 16: v // 257, as always)."""
+    if depth == 16:
+        return (image // 257).astype(np.uint8)
+    peak = (1 << depth) - 1
+    wide = np.minimum(image, peak).astype(np.uint32)
+    return (wide * 255 // peak).astype(np.uint8)
+
+
+def _mono16_to_8(image: np.ndarray, mode: str, depth: int = 16) -> np.ndarray:
+    if depth < 16:
+        image = np.minimum(image, (1 << depth) - 1)
     if mode == "shift":
-        return (image >> 8).astype(np.uint8)
+        return (image >> (depth - 8)).astype(np.uint8)
     if mode == "minmax":
         lo, hi = int(image.min()), int(image.max())
         if hi == lo:
             return np.zeros(image.shape, np.uint8)
         return np.round((image.astype(np.float32) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    return np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    # round(v / ((2**depth - 1) / 255)): depth 16 divides by 257.0, 12 by 4095 / 255
+    divisor = np.float32(((1 << depth) - 1) / 255.0)
+    return np.round(image.astype(np.float32) / divisor).astype(np.uint8)
 
 
-def to_gray(image: Any, encoding: str, mono16: str = "scale") -> np.ndarray:
+def to_gray(
+    image: Any,
+    encoding: str,
+    mono16: str = "scale",
+    bit_depth: int = 0,
+    source: Optional[str] = None,
+) -> np.ndarray:
     """uint8 (H, W) grey image of an array in any supported layout (raw or standard).
 
     The grey rule, in one place:
 
-    * mono8 as is; mono16 to 8 bits by ``mono16``: ``scale`` (round(v / 257)),
-      ``shift`` (v >> 8) or ``minmax`` (stretch min..max to 0..255);
+    * mono8 as is; mono16 to 8 bits by ``mono16``: ``scale`` (round(v * 255 / peak),
+      peak = 2**depth - 1: round(v / 257) for 16-bit data), ``shift`` (v >> (depth - 8))
+      or ``minmax`` (stretch min..max to 0..255);
     * 8-bit colour through OpenCV's ``*2GRAY``;
-    * 16-bit colour: each channel v // 257 to 8 bits, then as 8-bit colour;
+    * 16-bit colour: each channel v * 255 // peak (v // 257 for 16-bit data) to
+      8 bits, then as 8-bit colour;
     * Bayer and YUV 4:2:2: to BGR first (:func:`to_standard`), then as colour.
+
+    The depth of 16-bit data is :func:`bit_depth_of` (``bit_depth`` 0: auto, 12-bit
+    when no value exceeds 4095; 8..16: fixed, larger values clipped); ``source`` names
+    the stream for its log line.
     """
+    check_bit_depth(bit_depth)
     image, name = to_standard(image, encoding)
     if name == "mono8":
         return np.ascontiguousarray(image)
     if name == "mono16":
-        return _mono16_to_8(image, mono16)
+        if mono16 == "minmax" and not bit_depth:
+            return _mono16_to_8(image, mono16)
+        return _mono16_to_8(image, mono16, bit_depth_of(image, bit_depth, source))
     if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
+        image = reduce_16_to_8(image, bit_depth_of(image, bit_depth, source))
     return cv2.cvtColor(np.ascontiguousarray(image), TO_GRAY[name])
 
 
 def to_display_bgr(image: Any, encoding: str) -> np.ndarray:
     """BGR uint8 picture of an array in any supported layout, for drawing (mono16 is
-    stretched from 0..peak, 16-bit colour reduced by v // 257)."""
+    stretched from 0..peak, 16-bit colour reduced like :func:`to_gray` with auto depth)."""
     image, name = to_standard(image, encoding)
     if name == "mono16":
         peak = int(image.max()) if image.size else 0
@@ -331,7 +548,9 @@ def to_display_bgr(image: Any, encoding: str) -> np.ndarray:
     if name == "mono8":
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
     if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
+        colour = image[:, :, :3]
+        peak = int(colour.max()) if colour.size else 0
+        image = reduce_16_to_8(image, 12 if peak <= AUTO_12BIT_MAX else 16)
     conversion: Optional[int] = {
         "rgb": cv2.COLOR_RGB2BGR,
         "rgba": cv2.COLOR_RGBA2BGR,

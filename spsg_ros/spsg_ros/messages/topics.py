@@ -28,6 +28,11 @@ GROUND_TRUTH_TOPICS: Dict[str, str] = {
     'pose': '/ground_truth/pose',  # geometry_msgs/msg/PoseStamped
     'path': '/ground_truth/path',  # nav_msgs/msg/Path
 }
+# static world -> odom transform (tf2_msgs/msg/TFMessage) that puts the estimate in the
+# ground truth's frame: odom is the optical frame of the first camera pose
+TF_STATIC_TOPIC = '/tf_static'
+WORLD_FRAME_ID = 'world'
+ODOM_FRAME_ID = 'odom'
 
 MODES = ('mono', 'stereo')
 

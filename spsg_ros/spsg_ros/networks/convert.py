@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .weights import WeightError
+from .weights import check_checkpoint_file, WeightError
 
 #: upstream convolution names in network order, with (kernel, in, out) for D = 256
 UPSTREAM_CONVS = (
@@ -198,6 +198,7 @@ def _load_torch_file(path: Path, trust_pickle: bool) -> Any:
         raise WeightError(
             "reading a PyTorch checkpoint needs PyTorch: pip install torch==2.13.0"
         ) from exc
+    check_checkpoint_file(Path(path))  # random bytes: say so, do not suggest unpickling
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types

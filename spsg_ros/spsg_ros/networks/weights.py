@@ -144,7 +144,11 @@ def _single_candidate(folder: Path, network: str, name: str) -> Path | None:
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a state dict without executing code from the file."""
+    """Read a state dict without executing code from the file.
+
+    WeightError for a file that is not a PyTorch checkpoint (damaged or the wrong
+    file), holds objects other than tensors, or holds NaN or infinite values.
+    """
     try:
         import torch
     except ImportError as exc:  # torch is an optional extra
@@ -153,13 +157,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
             "(or use an exported ONNX/OM model with another backend)"
         ) from exc
     path = Path(path)
+    check_checkpoint_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise WeightError(
-            f"{path} is not a readable PyTorch weight file "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
+        raise WeightError(_load_failure(path, exc)) from None
     if not isinstance(obj, Mapping):
         raise WeightError(f"{path} holds a {type(obj).__name__}, not a state dict")
     for nested in ("model_state_dict", "state_dict", "model"):
@@ -170,7 +172,80 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
             )
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightError(f"{path} is a dict but not a state dict of tensors")
+    check_finite(obj, str(path))
     return dict(obj)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save since PyTorch 1.6
+_PICKLE_PROTO = 0x80  # legacy torch.save: a pickle (protocol 2..5) of a magic number first
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """WeightError unless ``path`` starts like a file torch.save writes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise WeightError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not head:
+        raise WeightError(f"{path} is empty (0 bytes): a damaged download or copy")
+    if head.startswith(_ZIP_MAGIC) or (
+        len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5
+    ):
+        return
+    raise WeightError(
+        f"{path} is not a PyTorch checkpoint (neither the zip archive nor the pickle that "
+        f"torch.save writes; it starts with {head!r}): the file is damaged or the wrong file"
+    )
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, without torch's advice to load with weights_only=False."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = text.split("Please use", 1)[0].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if "weights_only" not in line]
+    reason = (lines[0] if lines else type(exc).__name__).rstrip(". ")
+    if reason.startswith("Unsupported global"):
+        return (
+            f"{path} holds Python objects besides tensors ({reason}); they are not loaded "
+            "because that could run code from the file. Save the state dict alone "
+            "(torch.save(model.state_dict(), path)) or convert the file with "
+            "`spsg-ros models import`"
+        )
+    if "zip archive" in reason or "central directory" in reason:
+        return (
+            f"{path} is a damaged PyTorch checkpoint: its zip archive is incomplete or "
+            f"corrupt ({reason}); download or copy it again"
+        )
+    return (
+        f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {reason}): "
+        "the file is damaged or the wrong file"
+    )
+
+
+def check_finite(state: Mapping[str, Any], source: str) -> None:
+    """WeightError naming the tensors of ``state`` that hold NaN or infinite values."""
+    import torch
+
+    bad = []
+    for name, tensor in state.items():
+        if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()):
+            continue
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        inf = int(tensor.numel() - int(finite.sum()) - nan)
+        counts = [f"{nan} NaN" if nan else "", f"{inf} inf" if inf else ""]
+        bad.append(f"{name} ({', '.join(c for c in counts if c)})")
+    if bad:
+        raise WeightError(
+            f"{source} holds NaN or infinite values in {len(bad)} tensor(s): {_short(bad)}. "
+            "The file is damaged or the weights diverged: download or export them again"
+        )
 
 
 def _identify(keys: set[str]) -> str | None:

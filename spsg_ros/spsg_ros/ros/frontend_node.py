@@ -150,6 +150,7 @@ class FrontendNode(Node):
         self._output_rate = RateMeter()
         self._bad_inputs = 0
         self._pictures_drawn = 0  # matches_image is drawn only while someone subscribes
+        self._frames_without_pose = 0  # no odometry, path or TF for them (never a copy)
         self._time_resets = 0
         self._last_unpaired = None
         self._shutting_down = False
@@ -496,7 +497,12 @@ class FrontendNode(Node):
                 "frame 'camera' (set odom_child_frame_id)",
             )
             child = 'camera'
-        T_world_cur, _ = self._trajectory.update(result.stamp_ns, result.ref_stamp_ns, result.pose)
+        T_world_cur = self._trajectory.update(
+            result.stamp_ns, result.ref_stamp_ns, result.pose, result.is_keyframe
+        )
+        if T_world_cur is None:  # no valid pose: publish nothing rather than a stale pose
+            self._frames_without_pose += 1
+            return
         self._output_publishers['odometry'].publish(
             conversions.odometry_msg(types, T_world_cur, result.stamp_ns, world, child)
         )
@@ -600,6 +606,7 @@ class FrontendNode(Node):
         stat.add('bad input images', str(self._bad_inputs))
         stat.add('match images drawn', str(self._pictures_drawn))
         stat.add('pairing resets', str(self._time_resets))
+        stat.add('frames without pose', str(self._frames_without_pose))
         if self._mode == 'stereo':
             stat.add('stereo pairs', str(self._pairing.pairs))
             stat.add('unpaired left images', str(self._pairing.unpaired[0]))
