@@ -35,7 +35,8 @@ setup(
         # mcap: Writer.flush (chunks closed by age) appeared in 1.5
         "bags": ["rosbags>=0.11", "mcap>=1.5"],
         "plots": ["matplotlib>=3.5"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
+        # evo: the trajectory metrics are checked against it
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "evo>=1.20"],
     },
     zip_safe=True,
     maintainer="spsg_ros developers",

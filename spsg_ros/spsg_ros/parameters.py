@@ -374,6 +374,15 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         config_path=('preprocess', 'resize'),
     ),
     _p(
+        'max_image_side',
+        1280,
+        'with resize [-1]: a longer image side is downscaled to this for the networks '
+        '(bounds time and memory; keypoints stay in input pixels); 0: never',
+        min_value=0,
+        max_value=16384,
+        config_path=('preprocess', 'max_side'),
+    ),
+    _p(
         'clahe',
         False,
         'contrast-limited histogram equalisation before SuperPoint (low-contrast scenes)',

@@ -241,3 +241,41 @@ def test_unusable_output_folder_is_an_error_not_a_traceback(
     assert "Traceback" not in err and f"output folder {out}" in err, err
     if case != "read-only":
         assert target.read_text() == "x"  # nothing overwritten
+
+
+# --------------------------------------------------------------------- bounded by default
+
+
+def test_large_input_is_downscaled_for_the_networks_by_default(
+    freiburg_frames, shared_weights, tmp_path
+):
+    """4000x3000 frames: downscaled to 1280 px for the networks (logged), keypoints in input
+    pixels, peak memory of the whole replay process under 2 GB."""
+    import resource
+    import subprocess
+    import sys
+
+    import cv2
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    for i, path in enumerate(freiburg_frames[:2]):
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.resize(image, (4000, 3000)))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spsg_ros.cli.main", "replay", str(folder), "--out", str(out)]
+        + ["--no-progress", "--max-keypoints", "512"]
+        + _weights(shared_weights),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak_bytes < 2e9, f"peak memory {peak_bytes / 1e9:.2f} GB"
+    assert "4000x3000 input downscaled to 1280x960 for the networks" in proc.stderr
+    keypoints = _bag(out)["/frontend/keypoints"][0]
+    assert (keypoints.image_width, keypoints.image_height) == (4000, 3000)
+    xy = np.asarray(keypoints.keypoints_xy, float).reshape(-1, 2)
+    assert len(xy) > 100 and xy[:, 0].max() > 1280  # reported in the 4000-px input image

@@ -12,10 +12,19 @@ from pathlib import Path
 
 from .. import parameters as schema
 from ..stop_signals import exit_code_for
-from .common import NETWORK_PARAMETERS, accelerator_options, add_network_args, bounded
+from .common import (
+    accelerator_options,
+    add_network_args,
+    add_schema_option,
+    bounded,
+    NETWORK_PARAMETERS,
+)
 from .source_args import add_source_args, open_from_args
 
 log = logging.getLogger(__name__)
+
+#: image preparation settings a replay may override (schema parameters)
+PREPROCESS_PARAMETERS = ("resize", "max_image_side", "bit_depth")
 
 
 def add_parser(sub) -> None:
@@ -72,6 +81,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_network_args(p, given_only=True)
+    images = p.add_argument_group("image preparation (default: the config's)")
+    for name in PREPROCESS_PARAMETERS:
+        add_schema_option(images, name, given_only=True)
     p.set_defaults(func=run)
 
 
@@ -79,7 +91,7 @@ def frontend_config(args: argparse.Namespace) -> dict:
     from ..frontend.config import load_config
 
     cfg = load_config(args.config) if args.config is not None else load_config(None)
-    for name in NETWORK_PARAMETERS:  # given on the command line: override the config
+    for name in NETWORK_PARAMETERS + PREPROCESS_PARAMETERS:  # given: override the config
         value = getattr(args, name, None)
         if value is not None:
             section, key = schema.PARAMETERS_BY_NAME[name].config_path

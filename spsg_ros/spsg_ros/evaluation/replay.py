@@ -400,23 +400,22 @@ class Replay:
         from ..messages.conversions import matches_picture, to_display_bgr
 
         reference = references.get(result.ref_stamp_ns)
+        scale = self.viz_scale
         if reference is not None:
-            picture = matches_picture(
+            return matches_picture(
                 result,
                 frame.image,
                 frame.encoding,
                 reference.image,
                 reference.encoding,
                 reference.keypoints,
+                scale=scale,
             )
-        else:
-            picture = to_display_bgr(frame.image, frame.encoding)
-            for x, y in np.round(result.features.keypoints).astype(int):
-                cv2.circle(picture, (int(x), int(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
-        if self.viz_scale != 1.0:
-            picture = cv2.resize(
-                picture, None, fx=self.viz_scale, fy=self.viz_scale, interpolation=cv2.INTER_AREA
-            )
+        picture = to_display_bgr(frame.image, frame.encoding)
+        if scale != 1.0:
+            picture = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        for x, y in np.round(result.features.keypoints * scale).astype(int):
+            cv2.circle(picture, (int(x), int(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
         return np.ascontiguousarray(picture)
 
     def _row(self, frame: SequenceFrame, result: FrameResult, total_ms: float, error) -> dict:

@@ -275,6 +275,13 @@ def _preprocess(user: Mapping[str, Any]) -> dict[str, Any]:
     cfg["resize"] = list(resize)
     check(
         section,
+        "max_side",
+        cfg["max_side"],
+        lambda v: is_int(v) and (v == 0 or v >= 16),
+        "0 (never downscale) or a side of at least 16 px",
+    )
+    check(
+        section,
         "interpolation",
         cfg["interpolation"],
         lambda v: v in ("area", "linear", "cubic", "nearest"),

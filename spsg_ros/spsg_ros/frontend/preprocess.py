@@ -8,6 +8,7 @@ x maps to ``(x + 0.5) * sx - 0.5`` in the original image, ``sx = W_orig / W_net`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -16,6 +17,8 @@ import numpy as np
 
 from .. import images
 from ..features.image_io import process_resize
+
+log = logging.getLogger(__name__)
 
 MIN_SIDE = 16
 
@@ -84,6 +87,7 @@ class Preprocessor:
             else None
         )
         self._maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._downscaled: set[tuple[int, int]] = set()
 
     def gray(self, image: Any, encoding: str, source: Optional[str] = None) -> np.ndarray:
         """:func:`to_gray` with this section's ``mono16`` and ``bit_depth``."""
@@ -96,7 +100,23 @@ class Preprocessor:
         )
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
-        return process_resize(width, height, self.config["resize"])
+        """Network input size: ``resize``; with ``[-1]``, bounded by ``max_side``."""
+        resize = list(self.config["resize"])
+        limit = int(self.config.get("max_side", 0))
+        if limit and resize in ([-1], [-1, -1]) and max(width, height) > limit:
+            size = process_resize(width, height, [limit])
+            if (width, height) not in self._downscaled:
+                self._downscaled.add((width, height))
+                log.info(
+                    "%dx%d input downscaled to %dx%d for the networks (max_image_side %d; "
+                    "keypoints stay in input pixels; max_image_side 0 keeps the full size)",
+                    width,
+                    height,
+                    *size,
+                    limit,
+                )
+            return size
+        return process_resize(width, height, resize)
 
     def __call__(
         self, gray: np.ndarray, K: Optional[np.ndarray] = None, D: Optional[np.ndarray] = None

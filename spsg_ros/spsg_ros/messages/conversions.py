@@ -673,18 +673,30 @@ def matches_picture(
     reference_encoding: str,
     reference_keypoints: np.ndarray,
     stereo: bool = False,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """
     BGR uint8 picture of the frame's matches, current image on the left.
 
     Temporal (default): ``result.matches`` against the reference frame, whose
     keypoints the caller keeps. ``stereo``: ``result.stereo_matches`` against
-    the right image (``reference_keypoints`` = the right keypoints).
+    the right image (``reference_keypoints`` = the right keypoints). ``scale``
+    shrinks the images before drawing (a full-size picture of two large images
+    costs hundreds of MB).
     """
+    import cv2
+
     from ..visualization import draw_matches
 
-    current_kp = np.asarray(result.features.keypoints, np.float32).reshape(-1, 2)
-    reference_kp = np.asarray(reference_keypoints, np.float32).reshape(-1, 2)
+    current_kp = np.asarray(result.features.keypoints, np.float32).reshape(-1, 2) * scale
+    reference_kp = np.asarray(reference_keypoints, np.float32).reshape(-1, 2) * scale
+    current_bgr = to_display_bgr(current_image, current_encoding)
+    reference_bgr = to_display_bgr(reference_image, reference_encoding)
+    if scale != 1.0:
+        current_bgr, reference_bgr = (
+            cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for image in (current_bgr, reference_bgr)
+        )
     matches = result.stereo_matches if stereo else result.matches
     if matches is None:
         matches = Matches.empty(len(current_kp), len(reference_kp))
@@ -696,8 +708,8 @@ def matches_picture(
         f'{"stereo" if stereo else "temporal"}  pose: {result.pose.status}',
     ]
     return draw_matches(
-        to_display_bgr(current_image, current_encoding),
-        to_display_bgr(reference_image, reference_encoding),
+        current_bgr,
+        reference_bgr,
         current_kp,
         reference_kp,
         current_kp[idx_cur[drawable]],
