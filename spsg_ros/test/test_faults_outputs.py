@@ -251,7 +251,6 @@ def test_large_input_is_downscaled_for_the_networks_by_default(
 ):
     """4000x3000 frames: downscaled to 1280 px for the networks (logged), keypoints in input
     pixels, peak memory of the whole replay process under 2 GB."""
-    import resource
     import subprocess
     import sys
 
@@ -263,8 +262,16 @@ def test_large_input_is_downscaled_for_the_networks_by_default(
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.resize(image, (4000, 3000)))
     out = tmp_path / "out"
+    # the child reports its own peak (RUSAGE_CHILDREN would include earlier children)
+    child = (
+        "import atexit, resource, sys\n"
+        "atexit.register(lambda: sys.stderr.write("
+        "f'PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+        "from spsg_ros.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "spsg_ros.cli.main", "replay", str(folder), "--out", str(out)]
+        [sys.executable, "-c", child, "replay", str(folder), "--out", str(out)]
         + ["--no-progress", "--max-keypoints", "512"]
         + _weights(shared_weights),
         capture_output=True,
@@ -272,7 +279,7 @@ def test_large_input_is_downscaled_for_the_networks_by_default(
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    peak_bytes = int(proc.stderr.rsplit("PEAK_RSS_KB ", 1)[1].split()[0]) * 1024
     assert peak_bytes < 2e9, f"peak memory {peak_bytes / 1e9:.2f} GB"
     assert "4000x3000 input downscaled to 1280x960 for the networks" in proc.stderr
     keypoints = _bag(out)["/frontend/keypoints"][0]

@@ -138,8 +138,8 @@ def test_replay_mono_outputs(synthetic_tree, generated_weights, tmp_path):
     assert len(bag["/ground_truth/pose"]) == 5 and len(bag["/frontend/trajectory"]) == 3
     picture = bag["/frontend/matches_image"][1]
     assert (
-        picture.encoding == "bgr8" and picture.width == (320 + 10 + 320) // 2
-    )  # side by side, scaled 0.5
+        picture.encoding == "bgr8" and picture.width == 320 // 2 + 10 + 320 // 2
+    )  # side by side, each image drawn at scale 0.5
     # outputs exist: refused without --overwrite, replaced with it
     assert main(["replay", str(synthetic_tree), "--out", str(out), "--no-progress"]) == 2
     assert (

@@ -217,6 +217,7 @@ class PairResult:
 def load_pair_images(entry: PairEntry, images_dir: Path, resize: Sequence[int]):
     """(image0, image1, K0, K1, T_0to1) after resizing and rotating as the protocol does."""
     from ..features.image_io import read_gray
+    from ..images import ImageDecodeError
 
     images, Ks = [], []
     for name, rot, K in ((entry.name0, entry.rot0, entry.K0), (entry.name1, entry.rot1, entry.K1)):
@@ -224,6 +225,8 @@ def load_pair_images(entry: PairEntry, images_dir: Path, resize: Sequence[int]):
             image, scales = read_gray(images_dir / name, resize)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"pair on line {entry.line}: {exc}") from exc
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"pair on line {entry.line}: {exc}") from exc
         if rot:
             image = np.ascontiguousarray(np.rot90(image, k=rot))
             if rot % 2:
