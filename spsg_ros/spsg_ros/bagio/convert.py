@@ -30,7 +30,7 @@ from ..datasets.base import Sequence
 from ..frontend.types import CameraInfo
 from ..stop_signals import holding, StopSignals
 from ..messages.topics import GROUND_TRUTH_TOPICS, ODOM_FRAME_ID, TF_STATIC_TOPIC, WORLD_FRAME_ID
-from .writer import BagWriter, tf_static_msg
+from .writer import BagWriter, latched_qos, tf_static_msg
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,6 @@ def _write_frame(
     if frame.gt_pose is not None:
         if first:  # the node's odom is the optical frame of the first frame it processes
             tf = tf_static_msg(bag.typestore, frame.gt_pose, stamp, WORLD_FRAME_ID, ODOM_FRAME_ID)
-            bag.write(TF_STATIC_TOPIC, tf, stamp)
+            bag.write(TF_STATIC_TOPIC, tf, stamp, qos=latched_qos())
         gt = pose_stamped_msg(types, frame.gt_pose, stamp, WORLD_FRAME_ID)
         bag.write(GROUND_TRUTH_TOPICS["pose"], gt, stamp)

@@ -286,9 +286,12 @@ class BagWriter:
             raise BagWriteError(f"{self.path}: topic {topic} holds {conn.msgtype}, not {msgtype}")
         return conn
 
-    def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
+    def write(self, topic: str, msg: Any, stamp_ns: int, qos: Sequence[Any] = ()) -> None:
+        """Serialise and write ``msg``; ``qos``: the topic's offered QoS profiles (first use)."""
         msgtype = msg.__msgtype__
-        conn = self._connection(topic, msgtype)
+        conn = self._connection(
+            topic, msgtype, **({"offered_qos_profiles": list(qos)} if qos else {})
+        )
         self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
@@ -333,6 +336,34 @@ class BagWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def latched_qos() -> list:
+    """The offered QoS of a latched topic such as ``/tf_static`` (reliable, transient local,
+    depth 1), so that ``ros2 bag play`` republishes it to late subscribers."""
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
+    unset = QosTime(0, 0)
+    return [
+        Qos(
+            QosHistory.KEEP_LAST,
+            1,
+            QosReliability.RELIABLE,
+            QosDurability.TRANSIENT_LOCAL,
+            unset,
+            unset,
+            QosLiveliness.AUTOMATIC,
+            unset,
+            False,
+        )
+    ]
 
 
 def tf_static_msg(typestore, T_parent_child: np.ndarray, stamp_ns: int, parent: str, child: str):
@@ -439,6 +470,7 @@ class ResultsBagWriter:
                     self.world_frame_id,
                 ),
                 stamp,
+                qos=latched_qos(),
             )
         if gt_pose is not None:
             gt = cv.pose_stamped_msg(types, gt_pose, stamp, WORLD_FRAME_ID)

@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
     from ..evaluation.benchmark import KS, SIZES
     from ..features.superpoint_post import SUPERPOINT_DEFAULTS
     from ..matching.superglue_post import SUPERGLUE_DEFAULTS
-    from .common import add_accelerator_args
+    from .common import add_accelerator_args, add_schema_option
 
     p = sub.add_parser(
         "bench",
@@ -153,14 +153,14 @@ def add_parser(sub) -> None:
     g.add_argument("--superpoint-weights", default="superpoint", metavar="PATH")
     g.add_argument("--superglue-weights", default="indoor", metavar="PATH|indoor|outdoor")
     g.add_argument("--weights-dir", default=None, metavar="DIR")
-    g.add_argument(
-        "--keypoint-threshold", type=float, default=SUPERPOINT_DEFAULTS["keypoint_threshold"]
-    )
-    g.add_argument("--nms-radius", type=int, default=SUPERPOINT_DEFAULTS["nms_radius"])
-    g.add_argument(
-        "--sinkhorn-iterations", type=int, default=SUPERGLUE_DEFAULTS["sinkhorn_iterations"]
-    )
-    g.add_argument("--match-threshold", type=float, default=SUPERGLUE_DEFAULTS["match_threshold"])
+    # the schema's options (type, range, help) at the networks' upstream defaults
+    for name, defaults in (
+        ("keypoint_threshold", SUPERPOINT_DEFAULTS),
+        ("nms_radius", SUPERPOINT_DEFAULTS),
+        ("sinkhorn_iterations", SUPERGLUE_DEFAULTS),
+        ("match_threshold", SUPERGLUE_DEFAULTS),
+    ):
+        add_schema_option(g, name, default=defaults[name])
     g.add_argument("--device", default="cpu", help="device for the backends (default: cpu)")
     g.add_argument("--torch-threads", type=int, default=None, help="threads of the torch baseline")
     add_accelerator_args(p)

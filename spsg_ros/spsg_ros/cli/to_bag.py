@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..stop_signals import exit_code_for
+from .common import bounded
 from .source_args import add_source_args, open_from_args
 
 
@@ -21,12 +22,17 @@ def add_parser(sub) -> None:
         "run: ros2 bag reindex OUT -s mcap.",
     )
     add_source_args(p)
-    p.add_argument("out", type=Path, help="bag folder to create (must not exist)")
+    p.add_argument(
+        "out",
+        type=Path,
+        help="bag folder to create (must not exist); it holds OUT_0.mcap and metadata.yaml, "
+        "as ros2 bag record writes them",
+    )
     p.add_argument("--prefix", default="/camera", help="topic prefix (default: %(default)s)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     p.add_argument(
         "--start-time",
-        type=float,
+        type=bounded(float, 0, 2147483647, low_open=True, meaning="0 is 'unset' in ROS 2"),
         default=None,
         metavar="S",
         help="stamp of the first frame in seconds since the epoch (default: keep the source's)",
