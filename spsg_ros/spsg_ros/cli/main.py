@@ -14,6 +14,7 @@ from ..stop_signals import exit_code_of, StopSignals
 # each module defines add_parser(subparsers) which sets `func` on its parser
 COMMAND_MODULES = (
     "match_pair",
+    "match_features",
     "models",
     "replay",
     "to_bag",

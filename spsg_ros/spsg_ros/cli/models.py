@@ -9,8 +9,16 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="download or inspect weights")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    d = msub.add_parser("download", help="fetch the upstream SuperPoint/SuperGlue weights")
-    d.add_argument("names", nargs="*", help="superpoint, indoor, outdoor (default: all)")
+    d = msub.add_parser(
+        "download", help="fetch the upstream SuperPoint/SuperGlue (or LightGlue) weights"
+    )
+    d.add_argument(
+        "names",
+        nargs="*",
+        help="superpoint, indoor, outdoor (default: these three); lightglue "
+        "(= superpoint_lightglue), disk_lightglue (cvg/LightGlue releases, Apache-2.0; "
+        "sha256 recorded on the first download, later downloads must match it)",
+    )
     d.add_argument(
         "--weights-dir", type=Path, default=None, help="target folder (default: spsg_ros/models)"
     )
@@ -24,6 +32,7 @@ def add_parser(sub) -> None:
     c = msub.add_parser("check", help="load weight files and report whether they fit the networks")
     c.add_argument("--superpoint-weights", default=None)
     c.add_argument("--superglue-weights", default=None)
+    c.add_argument("--lightglue-weights", default=None)
     c.add_argument("--weights-dir", type=Path, default=None)
     c.set_defaults(func=run_check)
     i = msub.add_parser(
@@ -65,21 +74,62 @@ def add_parser(sub) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from ..networks.weights import LICENSE_NOTICE, UPSTREAM_BASE_URL, download_weights, sha256
-
-    print(LICENSE_NOTICE)
-    paths = download_weights(
-        args.names or None, args.weights_dir, args.base_url or UPSTREAM_BASE_URL, force=args.force
+    from ..networks.weights import (
+        LICENSE_NOTICE,
+        LIGHTGLUE_BASE_URL,
+        LIGHTGLUE_LICENSE_NOTICE,
+        LIGHTGLUE_WEIGHTS,
+        UPSTREAM_BASE_URL,
+        UPSTREAM_WEIGHTS,
+        WeightError,
+        download_lightglue,
+        download_weights,
+        sha256,
     )
-    for name, path in paths.items():
-        print(f"{name}: {path} (git blob id verified, sha256 {sha256(path)})")
+
+    names = list(dict.fromkeys(args.names))
+    unknown = [n for n in names if n not in UPSTREAM_WEIGHTS and n not in LIGHTGLUE_WEIGHTS]
+    if unknown:
+        known = ", ".join([*UPSTREAM_WEIGHTS, *LIGHTGLUE_WEIGHTS])
+        raise WeightError(f"unknown weights {', '.join(unknown)} (choose from {known})")
+    magic_leap = [n for n in names if n in UPSTREAM_WEIGHTS]
+    lightglue = [n for n in names if n in LIGHTGLUE_WEIGHTS]
+    if magic_leap or not names:
+        print(LICENSE_NOTICE)
+        paths = download_weights(
+            magic_leap or None,
+            args.weights_dir,
+            args.base_url or UPSTREAM_BASE_URL,
+            force=args.force,
+        )
+        for name, path in paths.items():
+            print(f"{name}: {path} (git blob id verified, sha256 {sha256(path)})")
+    if lightglue:
+        print(LIGHTGLUE_LICENSE_NOTICE)
+        fetched = download_lightglue(
+            lightglue, args.weights_dir, args.base_url or LIGHTGLUE_BASE_URL, force=args.force
+        )
+        for name, got in fetched.items():
+            trust = (
+                f"first use: sha256 recorded in {got.record}; no upstream digest to check it "
+                "against"
+                if got.first_use
+                else f"matches the sha256 recorded in {got.record}"
+            )
+            print(f"{name}: {got.path} (sha256 {got.sha256}; {trust})")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..networks.weights import load_superglue, load_superpoint, resolve_weights
+    from ..networks.weights import (
+        load_lightglue,
+        load_superglue,
+        load_superpoint,
+        resolve_weights,
+    )
 
-    if args.superpoint_weights is None and args.superglue_weights is None:
+    given = (args.superpoint_weights, args.superglue_weights, args.lightglue_weights)
+    if all(w is None for w in given):
         args.superpoint_weights, args.superglue_weights = "superpoint", "indoor"
     if args.superpoint_weights is not None:
         load_superpoint(args.superpoint_weights, weights_dir=args.weights_dir)
@@ -92,6 +142,13 @@ def run_check(args: argparse.Namespace) -> int:
         print(
             "superglue: "
             f"{resolve_weights(args.superglue_weights, 'superglue', args.weights_dir)} OK"
+        )
+    if args.lightglue_weights is not None:
+        model = load_lightglue(args.lightglue_weights, weights_dir=args.weights_dir)
+        path = resolve_weights(args.lightglue_weights, "lightglue", args.weights_dir)
+        print(
+            f"lightglue: {path} OK ({model.config['input_dim']}-D descriptors, "
+            f"{model.config['n_layers']} layers)"
         )
     return 0
 
