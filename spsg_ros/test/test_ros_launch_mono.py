@@ -60,6 +60,7 @@ FRAME_ID = 'camera_optical'
 BASE_NS = 1_700_000_000_000_000_000
 PERIOD_NS = 100_000_000
 OUTPUTS = ('keypoints', 'relative_pose', 'frontend_status', 'odometry', 'trajectory')
+POSE_OUTPUTS = ('odometry', 'trajectory')  # only for frames with a pose
 TIMEOUT_S = 60.0
 
 
@@ -84,13 +85,30 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.image_pub.publish(image_msg(image, nanoseconds, FRAME_ID, encoding))
         return nanoseconds
 
-    def _send_and_wait(self, image, index, encoding, extra=()):
+    def _send_and_wait(self, image, index, encoding, extra=(), origin=False):
+        """
+        Send a frame and wait for its outputs.
+
+        Odometry and trajectory come only with a valid pose, or for the frame that
+        starts the trajectory (``origin``): a frame without a pose publishes none.
+        """
+        always = tuple(t for t in OUTPUTS if t not in POSE_OUTPUTS) + tuple(extra)
         expected = {
-            f'{NS}/{topic}': len(self.probe.received[f'{NS}/{topic}']) + 1
-            for topic in OUTPUTS + tuple(extra)
+            f'{NS}/{topic}': len(self.probe.received[f'{NS}/{topic}']) + 1 for topic in always
         }
+        before = {t: len(self.probe.received[f'{NS}/{t}']) for t in POSE_OUTPUTS}
         nanoseconds = self._send(image, index, encoding)
         self.probe.wait_for(expected, TIMEOUT_S)
+        published = origin or self._latest('relative_pose').valid
+        self.published.append(published)
+        if published:
+            self.probe.wait_for(
+                {f'{NS}/{t}': count + 1 for t, count in before.items()}, TIMEOUT_S
+            )
+        else:
+            self.probe.spin_for(0.5)  # anything published by mistake arrives meanwhile
+            for t, count in before.items():
+                self.assertEqual(len(self.probe.received[f'{NS}/{t}']), count, t)
         return nanoseconds
 
     def _latest(self, topic):
@@ -106,11 +124,16 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         probe.wait_for_subscriber(self.image_pub)
         images = freiburg_images(8)
 
-        # 1. mono8 then bgr8 input: every output of every frame, with the input stamps
-        sent = [self._send_and_wait(images[i], i, 'mono8') for i in range(3)]
+        # 1. mono8 then bgr8 input: every output of every frame, with the input stamps; the
+        #    pose outputs for the first frame (the origin) and every frame with a valid pose
+        self.published = []
+        sent = [self._send_and_wait(images[0], 0, 'mono8', origin=True)]
+        sent += [self._send_and_wait(images[i], i, 'mono8') for i in range(1, 3)]
         sent += [self._send_and_wait(images[i], i, 'bgr8') for i in range(3, 5)]
+        with_pose = [stamp for stamp, shown in zip(sent, self.published) if shown]
         for topic in OUTPUTS:
-            self.assertEqual([stamp_ns(m) for m in probe.received[f'{NS}/{topic}']], sent, topic)
+            stamps = [stamp_ns(m) for m in probe.received[f'{NS}/{topic}']]
+            self.assertEqual(stamps, with_pose if topic in POSE_OUTPUTS else sent, topic)
         # the node publishes exactly the mono outputs of the topic table (the results bag's too)
         self.assertEqual(
             probe.output_topics(NS),
@@ -135,7 +158,7 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertEqual(status.backend, 'onnxruntime')  # auto picks it when installed
         odometry = self._latest('odometry')
         self.assertEqual((odometry.header.frame_id, odometry.child_frame_id), ('odom', FRAME_ID))
-        self.assertEqual(len(self._latest('trajectory').poses), len(sent))
+        self.assertEqual(len(self._latest('trajectory').poses), len(with_pose))
 
         # 2. matches_image: published while someone subscribes, one per frame
         probe.subscribe(f'{NS}/matches_image', Image)
@@ -164,12 +187,16 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         results = probe.set_parameters(node, {'max_keypoints': 100, 'publish_tf': True})
         self.assertTrue(all(r.successful for r in results), [r.reason for r in results])
         self._subscribe_tf()
-        self._send_and_wait(images[6], 6, 'mono8')
+        for i in (6, 7):  # a frame with a pose, so that TF has something to carry
+            self._send_and_wait(images[i], i, 'mono8')
+            if self.published[-1]:
+                break
+        self.assertTrue(self.published[-1], 'no valid pose after enabling publish_tf')
         self.assertLessEqual(len(self._latest('keypoints').scores), 100)
         tf_odometry = self._latest('odometry')
 
         # 4. a stamp going backwards (a looped bag): pairing, keyframe and trajectory reset
-        self._send_and_wait(images[0], -20, 'mono8')
+        self._send_and_wait(images[0], -20, 'mono8', origin=True)
         pose, status = self._latest('relative_pose'), self._latest('frontend_status')
         self.assertFalse(pose.valid)
         self.assertFalse(status.ok)
@@ -181,12 +208,13 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         self.assertEqual(
             time_ns(self._latest('matches').reference_header.stamp), BASE_NS - 20 * PERIOD_NS
         )
-        self.assertEqual(len(self._latest('trajectory').poses), 2)
+        self.assertEqual(len(self._latest('trajectory').poses), 1 + self.published[-1])
 
         # 5. diagnostics: counts, a real input rate at ~1 frame/s, the reset reported
         probe.spin_for(2.5)
         level, message, values = probe.latest_diagnostics()
-        self.assertEqual(values['frames received'], str(len(sent) + 4))
+        self.assertEqual(values['frames received'], str(len(self.published)))
+        self.assertEqual(values['frames without pose'], str(self.published.count(False)))
         self.assertEqual(values['frames dropped'], '0')
         self.assertEqual(values['pairing resets'], '1')
         # drawn for the one frame sent while subscribed, for none of the others
@@ -203,7 +231,7 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
             probe.spin_until(
                 lambda: (
                     (probe.latest_diagnostics() or (0, '', {}))[2].get('frames received')
-                    == str(len(sent) + 5)
+                    == str(len(self.published) + 1)
                 ),
                 10.0,
             ),
