@@ -60,28 +60,26 @@ class PipeSafeStream:
         except (OSError, ValueError, AttributeError):
             pass  # not a real file (a test capture): writes are dropped below
 
+    def _guarded(self, call, *args):
+        """``call(*args)`` unless the reader is gone; a lost pipe silences the stream."""
+        if self.closed_pipe:
+            return None
+        try:
+            return call(*args)
+        except (BrokenPipeError, ValueError):
+            self._lost()
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EIO):
+                raise
+            self._lost()
+        return None
+
     def write(self, text: str) -> int:
-        if not self.closed_pipe:
-            try:
-                return self._stream.write(text)
-            except (BrokenPipeError, ValueError):
-                self._lost()
-            except OSError as exc:
-                if exc.errno not in (errno.EPIPE, errno.EIO):
-                    raise
-                self._lost()
-        return len(text)
+        written = self._guarded(self._stream.write, text)
+        return len(text) if written is None else written
 
     def flush(self) -> None:
-        if not self.closed_pipe:
-            try:
-                self._stream.flush()
-            except (BrokenPipeError, ValueError):
-                self._lost()
-            except OSError as exc:
-                if exc.errno not in (errno.EPIPE, errno.EIO):
-                    raise
-                self._lost()
+        self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

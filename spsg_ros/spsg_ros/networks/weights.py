@@ -524,17 +524,7 @@ def download_lightglue(
             result[name] = DownloadedWeights(target, digest, recorded is None, record)
             continue
         url = f"{base_url.rstrip('/')}/{entry.filename}"
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-            try:
-                _fetch(url, tmp, progress)
-            except Exception as exc:
-                tmp.close()
-                tmp_path.unlink(missing_ok=True)
-                raise WeightError(
-                    f"could not download {url}: {exc}. Download it by hand into "
-                    f"{folder} or pass the file path."
-                ) from exc
+        tmp_path = _download_part(url, folder, progress)
         try:
             digest = sha256(tmp_path)
             if recorded is not None and digest != recorded:
@@ -601,17 +591,7 @@ def download_weights(
             result[name] = target
             continue
         url = f"{base_url.rstrip('/')}/{entry.filename}"
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-            try:
-                _fetch(url, tmp, progress)
-            except Exception as exc:
-                tmp.close()
-                tmp_path.unlink(missing_ok=True)
-                raise WeightError(
-                    f"could not download {url}: {exc}. Download it by hand into "
-                    f"{folder} or pass the file path."
-                ) from exc
+        tmp_path = _download_part(url, folder, progress)
         digest = git_blob_sha1(tmp_path)
         if digest != entry.git_blob_sha1:
             tmp_path.unlink(missing_ok=True)
@@ -622,6 +602,22 @@ def download_weights(
         shutil.move(str(tmp_path), target)
         result[name] = target
     return result
+
+
+def _download_part(url: str, folder: Path, progress: bool) -> Path:
+    """``url`` downloaded into a ``.part`` file in ``folder`` (removed again on failure)."""
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+        try:
+            _fetch(url, tmp, progress)
+        except Exception as exc:
+            tmp.close()
+            tmp_path.unlink(missing_ok=True)
+            raise WeightError(
+                f"could not download {url}: {exc}. Download it by hand into "
+                f"{folder} or pass the file path."
+            ) from exc
+    return tmp_path
 
 
 def _fetch(url: str, out, progress: bool) -> None:
