@@ -104,6 +104,7 @@ def _p(name, default, description, **kwargs) -> ParameterSpec:
 MODES = ('mono', 'stereo')
 MONO, STEREO = ('mono',), ('stereo',)
 INPUT_QOS = ('reliable', 'sensor_data', 'best_effort')
+MATCHERS = ('superglue', 'lightglue', 'nn')
 OUTPUT_QOS = ('reliable', 'best_effort')
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
@@ -276,6 +277,15 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         config_path=('backend', 'superglue_weights'),
     ),
     _p(
+        'lightglue_weights',
+        'lightglue',
+        'LightGlue weights (matcher lightglue): a path, or lightglue (= superpoint_lightglue, '
+        'for SuperPoint features) in weights_dir; get them with spsg-ros models download '
+        'lightglue',
+        read_only=True,
+        config_path=('lightglue', 'weights'),
+    ),
+    _p(
         'weights_dir',
         '',
         'folder of the upstream weights (empty: spsg_ros/models or $SPSG_ROS_WEIGHTS_DIR)',
@@ -320,8 +330,9 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     _p(
         'matcher',
         'superglue',
-        'superglue, or nn (mutual nearest neighbour with ratio test)',
-        choices=('superglue', 'nn'),
+        'superglue, lightglue (adaptive depth and width), or nn (mutual nearest neighbour '
+        'with ratio test)',
+        choices=MATCHERS,
         read_only=True,
         config_path=('matcher',),
     ),
@@ -340,6 +351,32 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         min_value=0,
         max_value=1000,
         config_path=('superglue', 'sinkhorn_iterations'),
+    ),
+    _p(
+        'depth_confidence',
+        0.95,
+        'LightGlue adaptive depth: stop after the layer at which this share of the points is '
+        'confident (-1 or 0: run every layer)',
+        min_value=-1.0,
+        max_value=1.0,
+        config_path=('lightglue', 'depth_confidence'),
+    ),
+    _p(
+        'width_confidence',
+        0.99,
+        'LightGlue adaptive width: drop confident points whose matchability is below '
+        '1 - width_confidence (-1 or 0: no pruning)',
+        min_value=-1.0,
+        max_value=1.0,
+        config_path=('lightglue', 'width_confidence'),
+    ),
+    _p(
+        'filter_threshold',
+        0.1,
+        'LightGlue match score threshold',
+        min_value=0.0,
+        max_value=1.0,
+        config_path=('lightglue', 'filter_threshold'),
     ),
     _p(
         'nn_ratio',

@@ -124,6 +124,16 @@ def shared_weights(shared_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def shared_lightglue_weights(shared_dir: Path) -> Path:
+    """The SuperPoint variant of LightGlue (256-D descriptors), randomly initialised: for
+    plumbing; its match scores are low (a filter threshold near 0 gives matches)."""
+    path = shared_dir / "weights" / "lightglue_superpoint_random_seed0.pth"
+    if not path.is_file():
+        pytest.skip(f"shared weights missing: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def fixture_files(shared_dir: Path) -> dict[str, Path]:
     names = ["freiburg_pair_max1024", "freiburg_pair_unlimited_nms3", "freiburg_pair_320x240"]
     paths = {n: shared_dir / "fixtures" / f"{n}.npz" for n in names}

@@ -184,7 +184,13 @@ class TestMonoFrontend(ProbeTestCase if HAVE_ROS else unittest.TestCase):
         results = probe.set_parameters(node, {'matcher': 'nn'})
         self.assertFalse(results[0].successful)
         self.assertIn('read-only', results[0].reason.lower())
-        results = probe.set_parameters(node, {'max_keypoints': 100, 'publish_tf': True})
+        results = probe.set_parameters(node, {'depth_confidence': 1.5})
+        self.assertFalse(results[0].successful)
+        self.assertRegex(results[0].reason, 'depth_confidence.*(out of range|above the maximum)')
+        # LightGlue's runtime parameters are accepted (and rebuild the frontend) with any matcher
+        results = probe.set_parameters(
+            node, {'max_keypoints': 100, 'publish_tf': True, 'depth_confidence': 0.5}
+        )
         self.assertTrue(all(r.successful for r in results), [r.reason for r in results])
         self._subscribe_tf()
         for i in (6, 7):  # a frame with a pose, so that TF has something to carry

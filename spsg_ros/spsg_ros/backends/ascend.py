@@ -430,6 +430,9 @@ class AscendBackend(PaddedSuperGlueBackend):
                 "(and superglue_model=PATH.om)"
             )
         factory = session_factory or import_infer_session()
+        self._session_factory = factory
+        self._lightglue: dict[str, Any] = {}
+        self._lightglue_oms: list[OMModel] = []
         self.superpoint_om: OMModel | None = None
         self.superglue_om: OMModel | None = None
         try:
@@ -583,6 +586,60 @@ class AscendBackend(PaddedSuperGlueBackend):
             "log_assignment"
         ]
 
+    # ---- LightGlue (staged export) -------------------------------------------------
+    def lightglue(self, features0, features1, config: Mapping[str, Any]):
+        """LightGlue from OM stage models: ``config['weights']`` is the folder holding
+        the export's ``manifest.json`` and one OM per stage (``<stage>.om`` or
+        ``<stage>_<soc>.om``, as `spsg-ros export --only lightglue --ks K --atc` plans
+        them). Static K: padding and pruning by masks, early exit between the layer
+        OMs (:mod:`.lightglue_staged`)."""
+        from .lightglue_staged import ExportedLightGlue, adaptive_config, is_export_folder
+
+        cfg = adaptive_config(config, "cpu")
+        folder = cfg["weights"]
+        if not is_export_folder(folder):
+            raise BackendUnavailable(
+                f"the ascend backend runs LightGlue from OM stage models, not {folder!r}: export "
+                "them (`spsg-ros export --only lightglue --ks K --atc`), convert them with the "
+                "printed atc commands and pass the OM folder (it holds manifest.json) as the "
+                "LightGlue weights"
+            )
+        key = str(Path(str(folder)).expanduser().resolve())
+        if key not in self._lightglue:
+            self._lightglue[key] = ExportedLightGlue(
+                key, self._open_lightglue_om, check_files=False
+            )
+        return self._lightglue[key].match(features0, features1, cfg)
+
+    def _open_lightglue_om(self, onnx_path: Path):
+        exact = onnx_path.with_suffix(".om")
+        found = (
+            [exact]
+            if exact.is_file()
+            else sorted(onnx_path.parent.glob(f"{onnx_path.stem}_Ascend*.om"))
+        )
+        if len(found) != 1:
+            raise BackendUnavailable(
+                f"LightGlue stage {onnx_path.stem}: "
+                + (
+                    f"several OMs {[p.name for p in found]} in {onnx_path.parent}; keep one "
+                    "SoC's OMs per folder"
+                    if found
+                    else f"no {exact.name} or {onnx_path.stem}_<soc>.om in {onnx_path.parent}; "
+                    "convert it with the atc command `spsg-ros export --atc` printed"
+                )
+            )
+        om = OMModel(found[0], "lightglue", self._session_factory, self.device_id, "static")
+        self._lightglue_oms.append(om)
+        shapes = {s.name: s.shape for s in om.session.outputs}
+        if om.meta is not None:
+            shapes = {e["name"]: e["shape"] for e in om.meta.get("outputs", [])}
+
+        def run(feeds):
+            return om.run(feeds, shapes)
+
+        return run
+
     # ---- info / lifetime ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Per-model timing summaries reported by ais_bench."""
@@ -608,6 +665,8 @@ class AscendBackend(PaddedSuperGlueBackend):
             soc = (om.meta or {}).get("om", {}).get("soc_version")
             if soc:
                 info["soc_version"] = soc
+        if getattr(self, "_lightglue", None):
+            info["lightglue_models"] = list(self._lightglue)
         return info
 
     def close(self) -> None:
@@ -615,6 +674,11 @@ class AscendBackend(PaddedSuperGlueBackend):
             om = getattr(self, attr, None)
             if om is not None:
                 om.close()
+        for om in getattr(self, "_lightglue_oms", []):
+            om.close()
+        self._lightglue_oms = []
+        getattr(self, "_lightglue", {}).clear()
+        super().close()
 
 
 def _om_path(spec: Any, network: str) -> Path | None:

@@ -4,19 +4,36 @@ A backend runs the networks only: SuperPoint's dense part (logits and raw
 descriptor map) and SuperGlue up to its log-assignment matrix. Everything
 before and after (scaling, NMS, keypoint selection, descriptor sampling, match
 extraction) runs on the host in numpy, identically for all backends.
+
+LightGlue (``Backend.lightglue``) returns its matches together with its adaptive
+depth and width (layers run, points pruned); the default implementation runs the
+PyTorch network (:mod:`spsg_ros.networks.lightglue`), which a backend may replace
+with its own runtime.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from ..features.types import Features
+from ..matching.lightglue_matcher import (
+    LIGHTGLUE_NETWORK_KEYS,
+    LightGlueMatcher,
+    LightGlueResult,
+    lightglue_match_config,
+)
 from ..matching.types import Matches
+
+#: LightGlue networks a backend keeps loaded (one per weights and configuration; a node
+#: whose parameters change at runtime builds a new one and drops the oldest)
+LIGHTGLUE_CACHE_SIZE = 4
 
 
 class BackendUnavailable(RuntimeError):
@@ -86,12 +103,60 @@ class Backend(ABC):
             self.superglue_log_assignment(features0, features1), match_threshold
         )
 
+    def lightglue(
+        self, features0: Features, features1: Features, config: Mapping[str, Any]
+    ) -> LightGlueResult:
+        """LightGlue matches of one pair, with the layers run and the points pruned.
+
+        ``config``: ``weights`` (a path or a short name: ``lightglue`` =
+        ``superpoint_lightglue``, ``disk_lightglue``), ``weights_dir`` (where short
+        names are looked up; None: the default folder), ``depth_confidence``,
+        ``width_confidence``, ``filter_threshold``, ``pruning_rule`` (default
+        ``cpu``); missing keys take :data:`~spsg_ros.matching.lightglue_matcher.
+        LIGHTGLUE_MATCH_DEFAULTS`. Empty inputs give no matches (``stop_layer`` 0).
+
+        The default runs the PyTorch network (:mod:`spsg_ros.networks.lightglue`),
+        loaded once per (weights, weights_dir, configuration) and kept on the backend,
+        on the backend's torch device when it has one (``self.device``), else on the
+        CPU: exactly what :class:`~spsg_ros.matching.lightglue_matcher.LightGlueMatcher`
+        gives.
+        """
+        return self._lightglue_matcher(config).match(features0, features1)
+
+    def _lightglue_matcher(self, config: Mapping[str, Any]) -> LightGlueMatcher:
+        cfg = lightglue_match_config(config)
+        network = {key: cfg[key] for key in LIGHTGLUE_NETWORK_KEYS}
+        weights, folder = cfg["weights"], cfg["weights_dir"]
+        key = (
+            os.fspath(weights),
+            None if folder is None else os.fspath(folder),
+            tuple(sorted(network.items())),
+        )
+        cache: OrderedDict = self.__dict__.setdefault("_lightglue_cache", OrderedDict())
+        matcher = cache.get(key)
+        if matcher is None:
+            matcher = LightGlueMatcher(network, weights, self._lightglue_device(), folder)
+            cache[key] = matcher
+            while len(cache) > LIGHTGLUE_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return matcher
+
+    def _lightglue_device(self) -> str:
+        """The backend's torch device (``self.device``) when it has one, else ``cpu``."""
+        import torch
+
+        device = getattr(self, "device", None)
+        return str(device) if isinstance(device, torch.device) else "cpu"
+
     def describe(self) -> dict[str, Any]:
         """What runs: backend name, device, provider; logged and put in diagnostics."""
         return {"backend": self.name}
 
     def close(self) -> None:
-        """Release devices and sessions."""
+        """Release devices and sessions (here: the LightGlue networks)."""
+        self.__dict__.pop("_lightglue_cache", None)
 
     def __enter__(self):
         return self

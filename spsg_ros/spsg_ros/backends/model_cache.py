@@ -9,11 +9,12 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..networks import contract
+from ..networks import contract, lightglue_contract
 from .base import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,15 @@ def cache_folder(
     from ..networks.weights import resolve_weights, sha256
 
     digest = sha256(resolve_weights(weights, network, weights_dir))
-    keys = (
-        contract.SUPERGLUE_ARCH_KEYS if network == "superglue" else contract.SUPERPOINT_ARCH_KEYS
-    )
-    arch = {k: config[k] for k in keys}
+    if network == "lightglue":  # the architecture is the weights file's own
+        arch: dict[str, Any] = {"lightglue_export_revision": lightglue_contract.EXPORT_REVISION}
+    else:
+        keys = (
+            contract.SUPERGLUE_ARCH_KEYS
+            if network == "superglue"
+            else contract.SUPERPOINT_ARCH_KEYS
+        )
+        arch = {k: config[k] for k in keys}
     arch["export_revision"] = contract.EXPORT_REVISION  # new graphs -> new cache entries
     key = hashlib.sha256((digest + json.dumps(arch, sort_keys=True)).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{network}-{key}"
@@ -97,4 +103,40 @@ def export_once(folder: Path, stem: str, network: str, export: Callable[[Path], 
         for leftover in tmp.glob("*"):
             leftover.unlink()
         tmp.rmdir()
+    return target
+
+
+def export_folder_once(
+    folder: Path, name: str, network: str, export: Callable[[Path], None]
+) -> Path:
+    """``folder/<name>/``, a folder of models (the LightGlue stages and their
+    ``manifest.json``) exported by ``export(path)`` unless already there; written
+    beside and renamed into place, so a concurrent process never reads half of it."""
+    target = folder / name
+    if (target / lightglue_contract.MANIFEST).is_file():
+        return target
+    try:
+        from ..networks.onnx_export import ExportError
+    except ImportError as exc:  # torch / onnx missing
+        raise BackendUnavailable(
+            f"cannot export the {network} models here ({exc}); pass --onnx-dir with models "
+            "from `spsg-ros export`"
+        ) from exc
+    log.info("exporting %s to %s (once; later runs reuse it)", network, target)
+    tmp = folder / f".tmp-{os.getpid()}-{threading.get_ident()}-{name}"
+    try:
+        export(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process got there first
+            if not (target / lightglue_contract.MANIFEST).is_file():
+                raise
+    except ExportError as exc:
+        raise BackendUnavailable(
+            f"no exported {network} models given and they cannot be exported here: {exc}. "
+            "Pass --onnx-dir with models from `spsg-ros export`"
+        ) from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -36,6 +36,13 @@ SuperGlue runs either the dynamic model (exact keypoints, masks of ones; the
 default, fastest on CPU) or a static model with ``num_slots`` K (TensorRT,
 fixed engines): padded with validity masks; more than K keypoints keep the K
 best by score (see :mod:`spsg_ros.backends.static_superglue`).
+
+LightGlue (``lightglue``) runs the staged export of
+:mod:`spsg_ros.networks.lightglue_export` with upstream's early exit and pruning
+decided on the host (:mod:`spsg_ros.backends.lightglue_staged`): without
+``num_slots`` the dynamic-K stages, fed exact sizes, pruned points removed (the
+fastest on CPU); with ``num_slots`` K the static stages, padding and pruning by
+masks. ``fp16`` selects the half-precision stages.
 """
 
 from __future__ import annotations
@@ -307,6 +314,7 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         self.sg_session = None
         self.sg_path: Path | None = None
         self.sg_slots: int | None = None
+        self._lightglue: dict[tuple[str, str], Any] = {}
         if self._sp_explicit is not None:  # fail early on a wrong model
             self._open_superpoint_file(self._sp_explicit, None)
         if load_superglue:
@@ -443,6 +451,52 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.sg_session.run(list(contract.SUPERGLUE_OUTPUTS), feeds)[0]
 
+    # ---- LightGlue (staged export) -------------------------------------------------
+    def lightglue(self, features0, features1, config: Mapping[str, Any]):
+        """LightGlue through the staged export (:mod:`.lightglue_staged`): upstream's
+        early exit and pruning decided here between the stage models. ``num_slots``
+        None: the dynamic-K export fed exact sizes, pruned points removed (upstream's
+        own procedure); K: the static export, padded slots and pruned points masked.
+        The export is made once per weights file (cache keyed by its sha256) unless
+        ``onnx_dir`` holds ``lightglue_k<K>/`` (or ``config['weights']`` names such a
+        folder)."""
+        from .lightglue_staged import adaptive_config
+
+        cfg = adaptive_config(config, self.device.split(":")[0].lower())
+        weights_dir = cfg["weights_dir"] if cfg["weights_dir"] is not None else self.weights_dir
+        models = self._lightglue_models(cfg["weights"], weights_dir)
+        return models.match(features0, features1, cfg)
+
+    def _lightglue_models(self, weights: Any, weights_dir: Any):
+        from .lightglue_staged import ExportedLightGlue, locate_lightglue_export
+
+        key = (str(weights), str(weights_dir))
+        with self._lock:
+            if key not in self._lightglue:
+                folder = locate_lightglue_export(
+                    weights,
+                    weights_dir,
+                    self.num_slots,
+                    self.fp16,
+                    self.onnx_dir,
+                    self.cache_dir,
+                    self.export_missing,
+                )
+                self._lightglue[key] = ExportedLightGlue(folder, self._open_lightglue_model)
+            return self._lightglue[key]
+
+    def _open_lightglue_model(self, path: Path):
+        meta = contract.read_sidecar(path, "lightglue")
+        sess = self._session(path)
+        names = [o.name for o in sess.get_outputs()]
+        expected = [e["name"] for e in meta.get("inputs", [])]
+        _check_io(sess, expected, [e["name"] for e in meta.get("outputs", [])], path)
+
+        def run(feeds):
+            return dict(zip(names, sess.run(names, dict(feeds))))
+
+        return run
+
     def describe(self) -> dict[str, Any]:
         sp = {
             f"{k[0]}x{k[1]}" if k else "dynamic": str(p) for k, (_, p) in self._sp_sessions.items()
@@ -460,6 +514,7 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
             "superpoint_models": sp,
             "superglue_model": str(self.sg_path) if self.sg_path else None,
             "num_slots": self.sg_slots,
+            "lightglue_models": [str(m.folder) for m in self._lightglue.values()],
             "fp16": self.fp16,
             "threads": self.threads,
             "onnxruntime": self.ort.__version__,
@@ -468,6 +523,8 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     def close(self) -> None:
         self._sp_sessions.clear()
         self.sg_session = None
+        self._lightglue.clear()
+        super().close()
 
 
 def _sp_config(cfg):

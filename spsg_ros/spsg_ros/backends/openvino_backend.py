@@ -24,6 +24,8 @@ lazily.
 * A dynamic-K SuperGlue is compiled once with dynamic shapes on CPU (exact
   keypoint counts); on GPU/NPU, which want static shapes, keypoints are padded
   to the next power of two (at least 64) so that few shapes get compiled.
+* LightGlue (``lightglue``) runs the same staged ONNX export as the onnxruntime
+  backend (:mod:`spsg_ros.backends.lightglue_staged`), with the same shape rules.
 """
 
 from __future__ import annotations
@@ -105,7 +107,18 @@ _CONTRACT_NAMES = frozenset(
     {"image", "semi", "desc", "log_assignment"}
     | {
         f"{n}{i}"
-        for n in ("keypoints", "scores", "descriptors", "mask", "image_size")
+        for n in (
+            "keypoints",
+            "scores",
+            "descriptors",
+            "mask",
+            "image_size",
+            "desc",  # LightGlue stages
+            "encoding",
+            "out_desc",
+            "token",
+            "matchability",
+        )
         for i in (0, 1)
     }
 )
@@ -272,6 +285,7 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
         self.requested_slots = num_slots
         self._lock = threading.Lock()
         self._sp_nets: dict[tuple[int, int] | None, _Network] = {}
+        self._lightglue: dict[tuple[str, str], Any] = {}
         self.superglue_net: _Network | None = None
         self.num_slots: int | None = None
         self.sp_meta: dict[str, Any] | None = None
@@ -490,6 +504,53 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
     def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.superglue_net(feeds)["log_assignment"]
 
+    # ---- LightGlue (staged export) -------------------------------------------------
+    def lightglue(self, features0, features1, config: Mapping[str, Any]):
+        """LightGlue through the staged ONNX export (:mod:`.lightglue_staged`), the
+        same models as the onnxruntime backend. ``num_slots`` K: the static export
+        (padding and pruning by masks); None: the dynamic-K export, on CPU compiled
+        once with dynamic shapes and fed exact sizes (pruned points removed), on
+        GPU/NPU reshaped to power-of-two slot counts (at least 64, pruning by masks)."""
+        from .lightglue_staged import adaptive_config
+
+        cfg = adaptive_config(config, "cpu")
+        weights_dir = cfg["weights_dir"] if cfg["weights_dir"] is not None else self.weights_dir
+        models = self._lightglue_models(cfg["weights"], weights_dir)
+        return models.match(features0, features1, cfg)
+
+    def _lightglue_models(self, weights: Any, weights_dir: Any):
+        from .lightglue_staged import ExportedLightGlue, locate_lightglue_export
+
+        key = (str(weights), str(weights_dir))
+        with self._lock:
+            if key in self._lightglue:
+                return self._lightglue[key]
+            folder = locate_lightglue_export(
+                weights,
+                weights_dir,
+                self.requested_slots,
+                False,
+                self.onnx_dir,
+                self.cache_dir or default_cache_dir(),
+                self.export_missing,
+            )
+            cpu = self.device.startswith("CPU")
+
+            def open_model(path: Path):
+                from ..networks import contract
+
+                contract.read_sidecar(path, "lightglue")
+                return _Network(
+                    self.core, path, self.device, self.compile_config, self.ov, not cpu
+                )
+
+            def buckets(n0: int, n1: int) -> int:
+                return max(64, 1 << (max(n0, n1, 1) - 1).bit_length())
+
+            models = ExportedLightGlue(folder, open_model, None if cpu else buckets)
+            self._lightglue[key] = models
+            return models
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "backend": self.name,
@@ -509,11 +570,15 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
         if self.superglue_net is not None:
             info["superglue_model"] = str(self.superglue_net.path)
             info["num_slots"] = self.num_slots
+        if self._lightglue:
+            info["lightglue_models"] = [str(m.folder) for m in self._lightglue.values()]
         return info
 
     def close(self) -> None:
         self._sp_nets.clear()
         self.superglue_net = None
+        self._lightglue.clear()
+        super().close()
 
 
 register_backend("openvino", OpenVINOBackend)

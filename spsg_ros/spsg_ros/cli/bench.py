@@ -9,6 +9,14 @@ speed-up over the baseline: the torch backend in upstream mode (upstream torch
 post-processing) on the CPU, which runs in the same invocation (runs
 interleaved). See :mod:`spsg_ros.evaluation.benchmark`.
 
+LightGlue (``--matchers lightglue``, alone or with superglue): the same pair
+of feature sets (SuperPoint topped up to K) through every backend's
+``lightglue`` and two PyTorch references on the CPU: ``lightglue-ref``
+(networks.lightglue, pruning_rule cpu, adaptive depth and width as set by
+--depth-confidence / --width-confidence: upstream on a CPU; the speed-up
+baseline) and ``lightglue-ref-full`` (depth and width confidence -1: all
+layers, no pruning). Each row reports the layers run and the points pruned.
+
 Backends are given as ``NAME[:key=value,...]`` with backend options, e.g.
 ``onnxruntime``, ``onnxruntime:num_slots=512`` (static padded SuperGlue),
 ``onnxruntime:fp16=true``, ``openvino``, ``torch``. Keys named like the
@@ -86,7 +94,7 @@ def add_parser(sub) -> None:
     from ..evaluation.benchmark import KS, SIZES
     from ..features.superpoint_post import SUPERPOINT_DEFAULTS
     from ..matching.superglue_post import SUPERGLUE_DEFAULTS
-    from .common import add_accelerator_args, add_schema_option
+    from .common import add_accelerator_args, add_lightglue_args, add_schema_option
 
     p = sub.add_parser(
         "bench",
@@ -100,6 +108,15 @@ def add_parser(sub) -> None:
         default=["onnxruntime"],
         metavar="SPEC",
         help="backends to time, NAME[:key=value,...] (default: onnxruntime)",
+    )
+    p.add_argument(
+        "--matchers",
+        nargs="+",
+        choices=("superglue", "lightglue"),
+        default=["superglue"],
+        help="matchers to time: superglue (the stages above against torch-ref), lightglue "
+        "(runners lightglue-ref, lightglue-ref-full and each backend's lightglue) "
+        "(default: superglue)",
     )
     p.add_argument(
         "--no-baseline",
@@ -163,6 +180,7 @@ def add_parser(sub) -> None:
         add_schema_option(g, name, default=defaults[name])
     g.add_argument("--device", default="cpu", help="device for the backends (default: cpu)")
     g.add_argument("--torch-threads", type=int, default=None, help="threads of the torch baseline")
+    add_lightglue_args(p, title="lightglue (--matchers lightglue)", pruning_rule=False)
     add_accelerator_args(p)
     # no options: --ks sets max_keypoints per run; the borders stay upstream's
     p.set_defaults(
@@ -174,15 +192,27 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import benchmark as bm
-    from .common import accelerator_options, backend_options, superglue_options, superpoint_options
+    from .common import (
+        accelerator_options,
+        backend_options,
+        lightglue_options,
+        superglue_options,
+        superpoint_options,
+    )
 
+    with_superglue = "superglue" in args.matchers
     options = backend_options(args)
+    if not with_superglue:
+        options["load_superglue"] = False  # to the backends that take it
     accelerator = accelerator_options(args)
     network = {k: v for k, v in options.items() if k not in accelerator}
     sp_config = {k: v for k, v in superpoint_options(args).items() if k != "max_keypoints"}
     sg_config = superglue_options(args)
     baseline = None if args.no_baseline else bm.BASELINE
     runners = []
+    results: list = []
+    lg_results = None
+    lg_config = lightglue_options(args)
     try:
         if baseline:
             runners.append(bm.torch_baseline({**network, "device": "cpu"}, args.torch_threads))
@@ -192,26 +222,53 @@ def run(args: argparse.Namespace) -> int:
             runner = bm.BackendRunner(label, name, {**shared, **spec_options})
             log.info("bench: %s runs %s", label, runner.description)
             runners.append(runner)
-        results = bm.run_benchmark(
-            runners,
-            args.sizes,
-            args.ks,
-            args.runs,
-            args.warmup,
-            sp_config,
-            sg_config,
-            args.images,
-            fill_k=not args.no_fill_k,
-            baseline=baseline,
-            gap=args.gap_ms / 1000.0,
-            progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
-        )
+
+        def progress(msg: str) -> None:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+
+        if with_superglue:
+            results = bm.run_benchmark(
+                runners,
+                args.sizes,
+                args.ks,
+                args.runs,
+                args.warmup,
+                sp_config,
+                sg_config,
+                args.images,
+                fill_k=not args.no_fill_k,
+                baseline=baseline,
+                gap=args.gap_ms / 1000.0,
+                progress=progress,
+            )
+        if "lightglue" in args.matchers:
+            # the baseline's torch backend would run exactly lightglue-ref: left out
+            lg_runners = bm.lightglue_runners(runners, lg_config, skip=(bm.BASELINE,))
+            lg_results = bm.run_lightglue_benchmark(
+                lg_runners,
+                runners[0],
+                args.sizes,
+                args.ks,
+                args.runs,
+                args.warmup,
+                sp_config,
+                args.images,
+                fill_k=not args.no_fill_k,
+                gap=args.gap_ms / 1000.0,
+                progress=progress,
+            )
     finally:
         for r in runners:
             r.close()
-    print(bm.format_table(results, baseline))
+    if with_superglue:
+        print(bm.format_table(results, baseline))
+    if lg_results is not None:
+        print(bm.format_lightglue_table(lg_results))
     for r in runners:
         print(f"{r.name}: {r.description}")
+    for r in lg_runners if lg_results is not None else []:
+        if r.name in (bm.LIGHTGLUE_REFERENCE, bm.LIGHTGLUE_FULL):
+            print(f"{r.name}: {r.description}")
     if args.json:
         settings = {
             "backends": args.backends,
@@ -225,6 +282,10 @@ def run(args: argparse.Namespace) -> int:
             "superpoint_config": sp_config,
             "superglue_config": sg_config,
             "runners": {r.name: r.description for r in runners},
+            "matchers": args.matchers,
         }
-        print(f"wrote {bm.write_json(args.json, results, settings)}")
+        if lg_results is not None:
+            settings["lightglue_config"] = lg_config
+            settings["lightglue_runners"] = {r.name: r.description for r in lg_runners}
+        print(f"wrote {bm.write_json(args.json, results, settings, lg_results)}")
     return 0

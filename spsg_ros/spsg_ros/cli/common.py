@@ -25,6 +25,13 @@ NETWORK_PARAMETERS = (
     "backend",
     "device",
 )
+# Schema parameters of the LightGlue matcher (matcher lightglue), in --help order.
+LIGHTGLUE_PARAMETERS = (
+    "lightglue_weights",
+    "depth_confidence",
+    "width_confidence",
+    "filter_threshold",
+)
 _TYPES = {"integer": int, "double": float, "string": str}
 # match-pair and evaluate-pairs reproduce upstream results: the torch reference by default
 REFERENCE_DEFAULTS = {"backend": "torch"}
@@ -269,6 +276,45 @@ def add_network_args(
     add_accelerator_args(parser)
 
 
+def add_lightglue_args(
+    parser: argparse.ArgumentParser,
+    *,
+    given_only: bool = False,
+    title: str = "lightglue (--matcher lightglue)",
+    pruning_rule: bool = True,
+) -> None:
+    """The LightGlue options (from the parameter schema), and ``--pruning-rule``."""
+    g = parser.add_argument_group(title)
+    for name in LIGHTGLUE_PARAMETERS:
+        add_schema_option(g, name, given_only=given_only)
+    if pruning_rule:
+        from ..matching.lightglue_matcher import LIGHTGLUE_MATCH_DEFAULTS, PRUNING_RULES
+
+        g.add_argument(
+            "--pruning-rule",
+            choices=PRUNING_RULES,
+            default=LIGHTGLUE_MATCH_DEFAULTS["pruning_rule"],
+            help="when LightGlue prunes an image: cpu always (upstream on the CPU), cuda / "
+            "flash only above 1024 / 1536 points (upstream on CUDA), auto by the device "
+            "(default: %(default)s)",
+        )
+
+
+def lightglue_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Backend.lightglue``'s config from the LightGlue and network options (options
+    left None keep their defaults)."""
+    out: dict[str, Any] = {}
+    for name in LIGHTGLUE_PARAMETERS:
+        value = getattr(args, name, None)
+        if value is not None:
+            out[schema.PARAMETERS_BY_NAME[name].config_path[-1]] = value
+    if getattr(args, "weights_dir", None):
+        out["weights_dir"] = args.weights_dir
+    if getattr(args, "pruning_rule", None) is not None:
+        out["pruning_rule"] = args.pruning_rule
+    return out
+
+
 def add_accelerator_args(parser: argparse.ArgumentParser) -> None:
     """Options of the exported-model backends (onnxruntime, auto; others may read them)."""
     g = parser.add_argument_group("exported models and runtimes")
@@ -358,6 +404,14 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         **accelerator_options(args),
     }
+
+
+def backend_option_taken(name: str, option: str) -> bool:
+    """Whether backend ``name`` takes keyword ``option`` (a backend taking any does)."""
+    from ..backends import backend_option_names
+
+    takes = backend_option_names(name)
+    return takes is None or option in takes
 
 
 def accelerator_options(args: argparse.Namespace) -> dict[str, Any]:

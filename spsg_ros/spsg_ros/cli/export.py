@@ -2,8 +2,12 @@
 
 SuperPoint as its dense part, for fixed image sizes (``--sizes 480x640 ...``)
 or dynamic H, W (``--dynamic``); SuperGlue with K keypoint slots and validity
-masks (``--ks 512 1024``) and/or dynamic K (``--dynamic-k``). ``--atc`` then
-prints the Ascend ``atc`` command lines for the files just written.
+masks (``--ks 512 1024``) and/or dynamic K (``--dynamic-k``). LightGlue
+(``--lightglue``, or ``--only lightglue``): per K a folder ``lightglue_k<K>/``
+with the stage models (input, one per layer, one assignment head per layer; the
+host decides the early exit and prunes by masks) and the single non-adaptive
+model, plus ``manifest.json``. ``--atc`` then prints the Ascend ``atc`` command
+lines for the files just written (LightGlue: static K only).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import shutil
 from pathlib import Path
 
 from .common import bounded, check_output_folder
@@ -49,9 +54,24 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="output folder (default: %(default)s)",
     )
-    for name in ("superpoint_weights", "superglue_weights", "weights_dir"):
+    for name in ("superpoint_weights", "superglue_weights", "lightglue_weights", "weights_dir"):
         add_schema_option(p, name)
-    p.add_argument("--only", choices=("superpoint", "superglue"), help="export one network only")
+    p.add_argument(
+        "--only", choices=("superpoint", "superglue", "lightglue"), help="export one network only"
+    )
+    p.add_argument(
+        "--lightglue",
+        action="store_true",
+        help="export LightGlue as well (its weights fix the descriptor size; K from --ks / "
+        "--dynamic-k)",
+    )
+    p.add_argument(
+        "--lightglue-parts",
+        choices=("both", "stages", "single"),
+        default="both",
+        help="LightGlue models: the stages (adaptive depth and width, run by the host), the "
+        "single non-adaptive graph, or both (default: %(default)s)",
+    )
     p.add_argument(
         "--sizes",
         type=parse_size,
@@ -67,11 +87,11 @@ def add_parser(sub) -> None:
         nargs="+",
         default=None,
         metavar="K",
-        help=f"SuperGlue keypoint slots per image (default: {DEFAULT_NUM_SLOTS} unless "
+        help=f"SuperGlue/LightGlue keypoint slots per image (default: {DEFAULT_NUM_SLOTS} unless "
         "--dynamic-k)",
     )
     p.add_argument(
-        "--dynamic-k", action="store_true", help="SuperGlue with dynamic K0, K1 as well"
+        "--dynamic-k", action="store_true", help="SuperGlue/LightGlue with dynamic K0, K1 as well"
     )
     add_schema_option(p, "sinkhorn_iterations")
     p.add_argument(
@@ -90,7 +110,7 @@ def add_parser(sub) -> None:
         "--fp16",
         action="store_true",
         help="half-precision networks (float32 inputs/outputs; SuperGlue's optimal transport "
-        "stays float32)",
+        "and LightGlue's double softmax stay float32)",
     )
     p.add_argument("--simplify", action="store_true", help="simplify with onnxslim (or onnxsim)")
     g = p.add_argument_group("Ascend")
@@ -137,8 +157,13 @@ def run(args: argparse.Namespace) -> int:
         exported = export_models(args, sizes, ks)
     except ExportError as exc:  # a missing package or a failed export: a message, no traceback
         raise ValueError(str(exc)) from None
+    folders: set = set()
     for model in exported:
         m = model.meta
+        if m["network"] == "lightglue":
+            print_lightglue(model, model.path.parent not in folders)
+            folders.add(model.path.parent)
+            continue
         shape = contract.describe_io(m["inputs"]) + " -> " + contract.describe_io(m["outputs"])
         print(
             f"wrote {model.path} ({m['network']}, {'fp16' if m['fp16'] else 'fp32'}, opset "
@@ -160,7 +185,7 @@ def check_arguments(args: argparse.Namespace, sizes: list, ks: list) -> None:
     """
     from ..networks import contract
     from ..networks.onnx_export import _require_export_deps
-    from ..networks.weights import WeightError, load_superglue, load_superpoint
+    from ..networks.weights import WeightError, load_lightglue, load_superglue, load_superpoint
 
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: is a file, expected a folder")
@@ -168,18 +193,25 @@ def check_arguments(args: argparse.Namespace, sizes: list, ks: list) -> None:
     if args.atc and args.om_dir is not None:
         check_output_folder(args.om_dir, "--om-dir")
     _require_export_deps()
-    networks = [n for n in ("superpoint", "superglue") if args.only in (None, n)]
-    for network, load in (("superpoint", load_superpoint), ("superglue", load_superglue)):
+    networks = export_networks(args)
+    loaded = {}
+    for network, load in (
+        ("superpoint", load_superpoint),
+        ("superglue", load_superglue),
+        ("lightglue", load_lightglue),
+    ):
         if network not in networks:
             continue
         try:  # loaded once here too: a wrong file fails before the other model is written
-            load(
+            loaded[network] = load(
                 getattr(args, f"{network}_weights"),
                 network_config(args, network),
                 args.weights_dir,
             )
         except WeightError as exc:
             raise ValueError(f"--{network}-weights: {exc}") from None
+    if "lightglue" in loaded and loaded["lightglue"].config["add_scale_ori"]:
+        raise ValueError("--lightglue-weights: the export does not cover SIFT-like LightGlue")
     try:
         from torch.onnx._constants import ONNX_MAX_OPSET as max_opset
     except ImportError:  # a private module: without it the exporter itself says no
@@ -207,6 +239,8 @@ def check_arguments(args: argparse.Namespace, sizes: list, ks: list) -> None:
             for k in ks:
                 meta = {"network": "superglue", **contract.superglue_io(k, dim)}
                 planned.append((f"{contract.superglue_stem(k, args.fp16)}.onnx", meta))
+        if "lightglue" in networks:
+            planned += planned_lightglue(args, loaded["lightglue"].config, ks)
         try:
             for name, meta in planned:
                 atc.atc_plans(args.out / name, meta, **atc_options(args, sizes))
@@ -214,8 +248,45 @@ def check_arguments(args: argparse.Namespace, sizes: list, ks: list) -> None:
             raise ValueError(f"--atc: {exc}") from None
 
 
+def export_networks(args: argparse.Namespace) -> list[str]:
+    """The networks to export: ``--only`` one, else SuperPoint and SuperGlue (and
+    LightGlue with ``--lightglue``)."""
+    if args.only is not None:
+        return [args.only]
+    return ["superpoint", "superglue"] + (["lightglue"] if args.lightglue else [])
+
+
+def lightglue_parts(args: argparse.Namespace) -> tuple[bool, bool]:
+    """(stages, single) from ``--lightglue-parts``."""
+    return args.lightglue_parts in ("both", "stages"), args.lightglue_parts in ("both", "single")
+
+
+def planned_lightglue(args: argparse.Namespace, cfg, ks: list) -> list:
+    """(ONNX path relative to --out, sidecar) of each static LightGlue model to be written
+    (for checking the ATC plans before exporting)."""
+    from ..networks import lightglue_contract as lc
+
+    stages, single = lightglue_parts(args)
+    n, dim = cfg["n_layers"], cfg["descriptor_dim"]
+    names = (lc.stage_names(n) if stages else []) + ([lc.SINGLE_STAGE] if single else [])
+    planned = []
+    for k in ks:
+        if k is None:
+            continue  # dynamic K: no ATC plan (Ascend takes static LightGlue stages)
+        for name in names:
+            io = lc.stage_io(
+                name, k, cfg["input_dim"], dim, dim // cfg["num_heads"], name == f"layer{n - 1}"
+            )
+            meta = {"network": "lightglue", "stage": name, **io}
+            planned.append((f"{lc.folder_name(k, args.fp16)}/{name}.onnx", meta))
+    return planned
+
+
 def network_config(args: argparse.Namespace, network: str) -> dict:
-    """The configuration the exporter builds ``network`` (superpoint, superglue) with."""
+    """The configuration the exporter builds ``network`` (superpoint, superglue,
+    lightglue) with."""
+    if network == "lightglue":
+        return {}  # the architecture is the weights file's
     if network == "superpoint":
         return {"descriptor_dim": args.descriptor_dim}
     return {
@@ -246,8 +317,9 @@ def export_models(args: argparse.Namespace, sizes: list, ks: list) -> list:
     out.mkdir(parents=True, exist_ok=True)
     sp_cfg = network_config(args, "superpoint")
     sg_cfg = network_config(args, "superglue")
+    networks = export_networks(args)
     exported = []
-    if args.only != "superglue":
+    if "superpoint" in networks:
         for size in sizes:
             h, w = size if size is not None else (None, None)
             path = out / f"{contract.superpoint_stem(h, w, args.fp16)}.onnx"
@@ -264,7 +336,7 @@ def export_models(args: argparse.Namespace, sizes: list, ks: list) -> list:
                     args.simplify,
                 )
             )
-    if args.only != "superpoint":
+    if "superglue" in networks:
         for k in ks:
             path = out / f"{contract.superglue_stem(k, args.fp16)}.onnx"
             exported.append(
@@ -279,7 +351,42 @@ def export_models(args: argparse.Namespace, sizes: list, ks: list) -> list:
                     args.simplify,
                 )
             )
+    if "lightglue" in networks:
+        from ..networks import lightglue_contract as lc
+        from ..networks.lightglue_export import export_lightglue
+
+        stages, single = lightglue_parts(args)
+        for k in ks:
+            done = export_lightglue(
+                out / lc.folder_name(k, args.fp16),
+                args.lightglue_weights,
+                args.weights_dir,
+                k,
+                args.opset,
+                args.fp16,
+                args.simplify,
+                stages,
+                single,
+            )
+            exported += done.models
     return exported
+
+
+def print_lightglue(model, first: bool) -> None:
+    """One line per LightGlue model, after a line naming the folder and its manifest."""
+    from ..networks import contract
+    from ..networks import lightglue_contract as lc
+
+    m = model.meta
+    if first:
+        print(
+            f"wrote {model.path.parent}/ (lightglue, K = {m['num_slots'] or 'dynamic'}, "
+            f"{'fp16' if m['fp16'] else 'fp32'}, opset {m['opset']}"
+            f"{', simplified by ' + m['simplified'] if m.get('simplified') else ''}): "
+            f"{lc.MANIFEST}"
+        )
+    shape = contract.describe_io(m["inputs"]) + " -> " + contract.describe_io(m["outputs"])
+    print(f"      {model.path.name}: {shape}")
 
 
 def print_atc(args: argparse.Namespace, exported, static_sizes) -> None:
@@ -290,9 +397,19 @@ def print_atc(args: argparse.Namespace, exported, static_sizes) -> None:
         "\n# Ascend: convert the ONNX models with CANN's atc (source the toolkit's set_env.sh "
         "first)"
     )
+    skipped = set()
     for model in exported:
-        plans = atc.atc_plans(
-            model.path, model.meta, output_dir=args.om_dir or model.path.parent, **options
-        )
+        output_dir = args.om_dir or model.path.parent
+        if model.meta["network"] == "lightglue":
+            if model.meta["num_slots"] is None:
+                skipped.add(model.path.parent)
+                continue
+            if args.om_dir is not None:  # the OM folder gets the manifest the backend reads
+                output_dir = args.om_dir / model.path.parent.name
+                output_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy(model.path.parent / "manifest.json", output_dir / "manifest.json")
+        plans = atc.atc_plans(model.path, model.meta, output_dir=output_dir, **options)
         atc.write_om_sidecars(plans, model.meta)
         print(atc.format_plans(plans))
+    for folder in sorted(skipped):
+        print(f"# {folder}: dynamic-K LightGlue has no ATC plan (Ascend takes static K: --ks K)")

@@ -1,4 +1,9 @@
-"""``spsg-ros match-pair IMAGE0 IMAGE1``: keypoints and matches of two images."""
+"""``spsg-ros match-pair IMAGE0 IMAGE1``: keypoints and matches of two images.
+
+SuperGlue (default, as upstream ``match_pairs.py``) or, with ``--matcher lightglue``,
+LightGlue through the backend's ``lightglue``; its ``--out`` archive then also holds
+``stop_layer`` (layers run) and ``num_pruned0/1`` (points pruned per image).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ import numpy as np
 from .common import (
     REFERENCE_DEFAULTS,
     REFERENCE_NOTES,
+    add_lightglue_args,
     add_network_args,
     add_resize_arg,
     backend_options,
+    backend_option_taken,
     check_image_file,
     check_network_image,
     check_output_file,
+    lightglue_options,
     superglue_options,
     superpoint_options,
     write_error,
@@ -29,13 +37,21 @@ log = logging.getLogger(__name__)
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "match-pair",
-        help="match two images with SuperPoint + SuperGlue",
-        description="Detect and match two images as upstream match_pairs.py does.",
+        help="match two images with SuperPoint + SuperGlue (or LightGlue)",
+        description="Detect and match two images as upstream match_pairs.py does "
+        "(--matcher lightglue: with LightGlue).",
     )
     p.add_argument("image0")
     p.add_argument("image1")
+    p.add_argument(
+        "--matcher",
+        choices=("superglue", "lightglue"),
+        default="superglue",
+        help="(default: %(default)s)",
+    )
     add_resize_arg(p)
     add_network_args(p, defaults=REFERENCE_DEFAULTS, notes=REFERENCE_NOTES)
+    add_lightglue_args(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -53,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import create_backend
     from ..features.extractor import SuperPointExtractor
     from ..features.image_io import read_gray
+    from ..matching.lightglue_matcher import BackendLightGlueMatcher
     from ..matching.superglue_matcher import SuperGlueMatcher
     from ..visualization import draw_matches
 
@@ -65,17 +82,34 @@ def run(args: argparse.Namespace) -> int:
     image1, _ = read_gray(args.image1, args.resize)
     check_network_image(image0, args.image0, args.resize)
     check_network_image(image1, args.image1, args.resize)
-    with create_backend(args.backend, **backend_options(args)) as backend:
+    lightglue = args.matcher == "lightglue"
+    options = backend_options(args)
+    if lightglue and backend_option_taken(args.backend, "load_superglue"):
+        options["load_superglue"] = False  # LightGlue needs no SuperGlue model
+    with create_backend(args.backend, **options) as backend:
         log.info("backend: %s", backend.describe())
         extractor = SuperPointExtractor(backend, superpoint_options(args))
-        matcher = SuperGlueMatcher(backend, superglue_options(args))
+        if lightglue:
+            lg_matcher = BackendLightGlueMatcher(backend, lightglue_options(args))
+        else:
+            sg_matcher = SuperGlueMatcher(backend, superglue_options(args))
         if image0.shape == image1.shape:
             f0, f1 = extractor.extract_batch([image0, image1])
         else:
             f0, f1 = extractor(image0), extractor(image1)
-        matches = matcher(f0, f1)
+        if lightglue:
+            result = lg_matcher.match(f0, f1)
+            matches = result.matches
+        else:
+            matches = sg_matcher(f0, f1)
     idx0, idx1, conf = matches.pairs()
-    print(f"keypoints: {len(f0)} / {len(f1)}, matches: {len(idx0)}")
+    line = f"keypoints: {len(f0)} / {len(f1)}, matches: {len(idx0)}"
+    if lightglue:
+        line += (
+            f", layers: {result.stop_layer}/{result.n_layers}, "
+            f"pruned: {result.num_pruned[0]} / {result.num_pruned[1]}"
+        )
+    print(line)
     if args.out:
         arrays = {
             "keypoints0": f0.keypoints,
@@ -89,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
             "matching_scores0": matches.scores0,
             "matching_scores1": matches.scores1,
         }
+        if lightglue:
+            arrays.update(
+                stop_layer=np.int64(result.stop_layer),
+                num_pruned0=np.int64(result.num_pruned[0]),
+                num_pruned1=np.int64(result.num_pruned[1]),
+            )
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with open(args.out, "wb") as f:  # a file object: np.savez adds no .npz
@@ -106,10 +146,18 @@ def run(args: argparse.Namespace) -> int:
             f1.keypoints[idx1],
             conf,
             [
-                f"SuperGlue ({args.backend})",
+                f"{'LightGlue' if lightglue else 'SuperGlue'} ({args.backend})",
                 f"Keypoints: {len(f0)}:{len(f1)}",
                 f"Matches: {len(idx0)}",
-            ],
+            ]
+            + (
+                [
+                    f"Layers: {result.stop_layer}/{result.n_layers}, pruned "
+                    f"{result.num_pruned[0]}:{result.num_pruned[1]}"
+                ]
+                if lightglue
+                else []
+            ),
         )
         try:
             args.viz.parent.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,11 @@ from .. import parameters as schema
 from ..stop_signals import exit_code_for
 from .common import (
     accelerator_options,
+    add_lightglue_args,
     add_network_args,
     add_schema_option,
     bounded,
+    LIGHTGLUE_PARAMETERS,
     NETWORK_PARAMETERS,
 )
 from .source_args import add_source_args, open_from_args
@@ -46,9 +48,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--matcher",
-        choices=("superglue", "nn"),
+        choices=schema.MATCHERS,
         default=None,
-        help="SuperGlue or mutual nearest neighbour (default: the config's, superglue)",
+        help="SuperGlue, LightGlue or mutual nearest neighbour (default: the config's, superglue)",
     )
     p.add_argument(
         "--pair-with",
@@ -84,6 +86,12 @@ def add_parser(sub) -> None:
     images = p.add_argument_group("image preparation (default: the config's)")
     for name in PREPROCESS_PARAMETERS:
         add_schema_option(images, name, given_only=True)
+    add_lightglue_args(
+        p,
+        given_only=True,
+        title="lightglue (--matcher lightglue; default: the config's)",
+        pruning_rule=False,
+    )
     p.set_defaults(func=run)
 
 
@@ -91,7 +99,8 @@ def frontend_config(args: argparse.Namespace) -> dict:
     from ..frontend.config import load_config
 
     cfg = load_config(args.config) if args.config is not None else load_config(None)
-    for name in NETWORK_PARAMETERS + PREPROCESS_PARAMETERS:  # given: override the config
+    # given: override the config
+    for name in NETWORK_PARAMETERS + PREPROCESS_PARAMETERS + LIGHTGLUE_PARAMETERS:
         value = getattr(args, name, None)
         if value is not None:
             section, key = schema.PARAMETERS_BY_NAME[name].config_path
@@ -127,6 +136,15 @@ def run(args: argparse.Namespace) -> int:
             "matcher": cfg["matcher"],
             "pair_with": cfg["pair_with"],
             "superpoint": cfg["superpoint"],
+            **(
+                {
+                    "lightglue": {
+                        k: str(v) if k == "weights" else v for k, v in cfg["lightglue"].items()
+                    }
+                }
+                if cfg["matcher"] == "lightglue"
+                else {}
+            ),
             "backend_config": {
                 k: (str(v) if v is not None else None)
                 for k, v in cfg["backend"].items()
@@ -172,6 +190,13 @@ def format_summary(summary: dict) -> str:
     if total:
         lines.append(
             f"latency per frame: median {total['median']:.1f} ms, p95 {total['p95']:.1f} ms"
+        )
+    lightglue = summary.get("lightglue")
+    if lightglue and lightglue.get("pairs"):
+        lines.append(
+            f"lightglue over {lightglue['pairs']} pairs: {lightglue['stop_layer_mean']:.2f}"
+            f"/{lightglue['n_layers']} layers, {100 * lightglue['pruned_share_mean']:.1f}% "
+            "of the points pruned (means)"
         )
     acc = summary.get("accuracy")
     if acc and acc.get("pairs_evaluated"):

@@ -42,6 +42,18 @@ Agreement with the baseline, from the last ``total`` call: ``kp_agree`` the
 share of the baseline's keypoints found at the same pixel, ``match_agree`` the
 share of the baseline's keypoints (of the kept K) whose match (or non-match)
 is identical. fp16 runners report it as their agreement rate.
+
+**LightGlue** (:func:`run_lightglue_benchmark`): for every image size and K, one
+pair of feature sets (SuperPoint of the first runner, topped up to K as above)
+goes through each :class:`LightGlueRunner`, timed by :func:`time_stage` as the
+``lightglue`` stage: every backend's ``lightglue`` (``Backend.lightglue``), the
+reference ``lightglue-ref`` (:mod:`spsg_ros.networks.lightglue` in PyTorch on
+the CPU, ``pruning_rule`` cpu, adaptive depth and width as configured: what
+upstream runs on a CPU) and ``lightglue-ref-full`` (the same network with
+``depth_confidence = width_confidence = -1``: all layers, no pruning). Each row
+reports the layers run (``stop_layer``), the points pruned per image, the
+matches, the speed-up over ``lightglue-ref`` and the share of keypoints whose
+match equals the reference's.
 """
 
 from __future__ import annotations
@@ -72,6 +84,9 @@ STAGE_TITLES = {
     "total": "total pair",
 }
 BASELINE = "torch-ref"
+LIGHTGLUE_REFERENCE = "lightglue-ref"  # networks.lightglue, pruning_rule cpu, adaptive
+LIGHTGLUE_FULL = "lightglue-ref-full"  # the same with depth/width_confidence -1
+LIGHTGLUE_STAGE = "lightglue"
 
 
 # ---- memory ----------------------------------------------------------------
@@ -501,6 +516,262 @@ def run_benchmark(
     return results
 
 
+# ---- LightGlue ----------------------------------------------------------------
+class LightGlueRunner:
+    """One LightGlue row: ``match(features0, features1) -> LightGlueResult``."""
+
+    def __init__(
+        self,
+        name: str,
+        match: Callable[[Any, Any], Any],
+        description: Mapping[str, Any],
+        model_mb: float | None = None,
+    ):
+        self.name = name
+        self.match = match
+        self.description = dict(description)
+        self.model_mb = model_mb
+
+
+def lightglue_reference(
+    config: Mapping[str, Any], name: str = LIGHTGLUE_REFERENCE, adaptive: bool = True
+) -> LightGlueRunner:
+    """The PyTorch network on the CPU with ``pruning_rule`` cpu (upstream's CPU
+    behaviour); ``adaptive=False``: ``depth_confidence = width_confidence = -1``."""
+    from ..matching.lightglue_matcher import (
+        LIGHTGLUE_NETWORK_KEYS,
+        LightGlueMatcher,
+        lightglue_match_config,
+    )
+
+    cfg = lightglue_match_config({**config, "pruning_rule": "cpu"})
+    if not adaptive:
+        cfg.update(depth_confidence=-1.0, width_confidence=-1.0)
+    before = rss_mb()
+    matcher = LightGlueMatcher(
+        {k: cfg[k] for k in LIGHTGLUE_NETWORK_KEYS}, cfg["weights"], "cpu", cfg["weights_dir"]
+    )
+    after = rss_mb()
+    description = {
+        "backend": "torch (networks.lightglue)",
+        "device": "cpu",
+        "weights": str(cfg["weights"]),
+        **{k: cfg[k] for k in LIGHTGLUE_NETWORK_KEYS},
+    }
+    return LightGlueRunner(
+        name,
+        matcher.match,
+        description,
+        None if before is None or after is None else after - before,
+    )
+
+
+def backend_lightglue(runner: BackendRunner, config: Mapping[str, Any]) -> LightGlueRunner | None:
+    """``runner``'s backend driven through its ``lightglue`` (None when it has none); its
+    network is loaded here (an empty pair), so that no timed call includes the loading."""
+    from ..features.types import Features
+    from ..matching.lightglue_matcher import lightglue_match_config
+
+    match = getattr(runner.backend, "lightglue", None)
+    if not callable(match):
+        return None
+    cfg = lightglue_match_config(config)
+    before = rss_mb()
+    empty = Features.empty((1, 1))
+    match(empty, empty, cfg)
+    after = rss_mb()
+    description = dict(runner.description, weights=str(cfg["weights"]))
+    description.update((k, v) for k, v in cfg.items() if k not in ("weights", "weights_dir"))
+    return LightGlueRunner(
+        runner.name,
+        lambda f0, f1: match(f0, f1, cfg),
+        description,
+        None if before is None or after is None else after - before,
+    )
+
+
+def lightglue_runners(
+    backends: Sequence[BackendRunner], config: Mapping[str, Any], skip: Sequence[str] = ()
+) -> list[LightGlueRunner]:
+    """The reference, the non-adaptive reference, then every backend with ``lightglue``
+    (``skip``: runner names left out, such as the SuperGlue baseline, whose torch
+    backend runs exactly the reference)."""
+    runners = [
+        lightglue_reference(config),
+        lightglue_reference(config, LIGHTGLUE_FULL, adaptive=False),
+    ]
+    for backend in backends:
+        if backend.name in skip:
+            continue
+        runner = backend_lightglue(backend, config)
+        if runner is None:
+            log.info("bench: %s has no lightglue", backend.name)
+        else:
+            runners.append(runner)
+    return runners
+
+
+@dataclass
+class LightGlueBenchResult:
+    runner: str
+    size: tuple[int, int]
+    k: int
+    keypoints: tuple[int, int]
+    stage: dict[str, float]  # lightglue call, ms: median, p90, max, n
+    stop_layer: int
+    n_layers: int
+    num_pruned: tuple[int, int]
+    matches: int
+    speedup: float | None = None
+    match_agree: float | None = None  # share of keypoints matched as the reference does
+    peak_rss_mb: float | None = None
+    model_mb: float | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "size": list(self.size),
+            "k": self.k,
+            "keypoints": list(self.keypoints),
+            "stages_ms": {LIGHTGLUE_STAGE: self.stage},
+            "stop_layer": self.stop_layer,
+            "n_layers": self.n_layers,
+            "num_pruned": list(self.num_pruned),
+            "matches": self.matches,
+            "speedup": self.speedup,
+            "match_agree": self.match_agree,
+            "peak_rss_mb": self.peak_rss_mb,
+            "model_mb": self.model_mb,
+            "description": _jsonable(self.description),
+        }
+
+
+def lightglue_inputs(runner: BackendRunner, images, sp_config, k: int, fill_k: bool):
+    """The two feature sets every LightGlue runner gets: ``runner``'s SuperPoint, topped
+    up to ``k`` keypoints (``fill_k``) as for SuperGlue."""
+    from ..features.extractor import SuperPointExtractor, to_network_input
+
+    extractor = SuperPointExtractor(runner.backend, sp_config)
+    out = []
+    for i, img in enumerate(images):
+        features = extractor(img)
+        if fill_k:
+            raw = runner.backend.superpoint_dense(to_network_input([img]))[1][0]
+            features = fill_features(features, k, raw, seed=i)
+        out.append(features)
+    return out[0], out[1]
+
+
+def run_lightglue_benchmark(
+    runners: Sequence[LightGlueRunner],
+    features_from: BackendRunner,
+    sizes: Sequence[tuple[int, int]] = SIZES,
+    ks: Sequence[int] = KS,
+    runs: int = 10,
+    warmup: int = 2,
+    sp_config: Mapping[str, Any] | None = None,
+    frames: Sequence[str | os.PathLike] | None = None,
+    fill_k: bool = True,
+    reference: str | None = LIGHTGLUE_REFERENCE,
+    gap: float = 0.1,
+    progress: Callable[[str], None] | None = None,
+) -> list[LightGlueBenchResult]:
+    """Time every LightGlue runner on the same pair of feature sets (from
+    ``features_from``) per (size, K); speed-ups and match agreement against ``reference``."""
+    from ..features.superpoint_post import superpoint_config
+
+    results: list[LightGlueBenchResult] = []
+    for size in sizes:
+        images = load_pair(size, frames)
+        for k in ks:
+            spc = superpoint_config({**(sp_config or {}), "max_keypoints": int(k)})
+            f0, f1 = lightglue_inputs(features_from, images, spc, int(k), fill_k)
+            if progress is not None:
+                progress(f"{size[0]}x{size[1]} K={k}: LightGlue, {warmup} warm-up + {runs} runs")
+            timed = time_stage(
+                LIGHTGLUE_STAGE,
+                {r.name: (lambda r=r: r.match(f0, f1)) for r in runners},
+                runs,
+                warmup,
+                gap,
+            )
+            ref = timed.get(reference) if reference else None
+            for runner in runners:
+                t = timed[runner.name]
+                out = t.output
+                res = LightGlueBenchResult(
+                    runner.name,
+                    tuple(size),
+                    int(k),
+                    (len(f0), len(f1)),
+                    t.stats,
+                    int(out.stop_layer),
+                    int(out.n_layers),
+                    (int(out.num_pruned[0]), int(out.num_pruned[1])),
+                    int(out.matches.num_matches),
+                    peak_rss_mb=t.peak_rss_mb,
+                    model_mb=runner.model_mb,
+                    description=runner.description,
+                )
+                if ref is not None:
+                    res.speedup = ref.stats["median"] / max(t.stats["median"], 1e-9)
+                    m_ref = ref.output.matches
+                    same = np.concatenate(
+                        [
+                            m_ref.matches0 == out.matches.matches0,
+                            m_ref.matches1 == out.matches.matches1,
+                        ]
+                    )
+                    res.match_agree = float(same.mean()) if same.size else 1.0
+                results.append(res)
+    return results
+
+
+def format_lightglue_table(
+    results: Sequence[LightGlueBenchResult], reference: str | None = LIGHTGLUE_REFERENCE
+) -> str:
+    """Terminal table of :func:`run_lightglue_benchmark`: per (size, K) a row per runner
+    with the LightGlue call's median/p90/max (ms), layers run, points pruned, matches,
+    speed-up over the reference and match agreement."""
+    lines = []
+    blocks: dict[tuple, list[LightGlueBenchResult]] = {}
+    for r in results:
+        blocks.setdefault((r.size, r.k), []).append(r)
+    name_w = max([len(r.runner) for r in results] + [8])
+    for (size, k), rows in blocks.items():
+        lines.append(
+            f"== LightGlue {size[0]}x{size[1]} (HxW), K={k}  [keypoints: "
+            f"{rows[0].keypoints[0]}/{rows[0].keypoints[1]}]  times in ms: median / p90 / max"
+        )
+        lines.append(
+            f"{'runner':<{name_w}} {'LightGlue':>20} {'layers':>7} {'pruned':>11} "
+            f"{'matches':>8} {'x LG':>7} {'peak MB':>8} {'m agr':>7}"
+        )
+        for r in rows:
+            st = r.stage
+            row = f"{r.runner:<{name_w}} " + (
+                f"{_fmt(st['median'])}/{_fmt(st['p90'])}/{_fmt(st['max'])}".rjust(20)
+            )
+            row += f" {f'{r.stop_layer}/{r.n_layers}':>7}"
+            row += f" {f'{r.num_pruned[0]}/{r.num_pruned[1]}':>11} {r.matches:>8}"
+            row += f" {_x(r.speedup, 7)}"
+            row += f" {r.peak_rss_mb:8.0f}" if r.peak_rss_mb is not None else f" {'n/a':>8}"
+            if r.runner == reference:
+                row += f" {'(ref)':>7}"
+            elif r.match_agree is not None:
+                row += f" {100 * r.match_agree:6.1f}%"
+            lines.append(row)
+        lines.append("")
+    lines.append(
+        f"layers: layers run / of the network; pruned: points pruned in image 0 / 1; x LG: "
+        f"speed-up over '{reference}' (networks.lightglue, CPU, pruning_rule cpu, adaptive) "
+        f"in the same run; '{LIGHTGLUE_FULL}': all layers, no pruning; m agr: share of the "
+        "keypoints matched as the reference matches them."
+    )
+    return "\n".join(lines)
+
+
 def environment() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -584,7 +855,10 @@ def _x(v: float | None, width: int = 8) -> str:
 
 
 def write_json(
-    path: str | os.PathLike, results: Sequence[BenchResult], settings: Mapping[str, Any]
+    path: str | os.PathLike,
+    results: Sequence[BenchResult],
+    settings: Mapping[str, Any],
+    lightglue_results: Sequence[LightGlueBenchResult] | None = None,
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -593,5 +867,7 @@ def write_json(
         "settings": _jsonable(dict(settings)),
         "results": [r.to_json() for r in results],
     }
+    if lightglue_results is not None:
+        body["lightglue_results"] = [r.to_json() for r in lightglue_results]
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

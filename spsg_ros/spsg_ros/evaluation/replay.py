@@ -4,7 +4,8 @@ or a tool looks at afterwards.
 ``OUT/results/``      ROS 2 bag folder (``results_0.mcap`` + metadata.yaml): our
                       messages, match pictures, trajectory
 ``OUT/metrics.csv``   one row per frame (flushed per row)
-``OUT/summary.json``  means, latency, accuracy against ground truth
+``OUT/summary.json``  means, latency, accuracy against ground truth (matcher
+                      lightglue: layers run and points pruned, means)
 ``OUT/plots/*.png``   metrics.png, latency.png, trajectory.png, errors.png
 
 A frame the reader could not load, or the frontend flagged, gets a row with
@@ -132,6 +133,22 @@ def flagged_result(frame: SequenceFrame, status: str) -> FrameResult:
     return FrameResult.flagged(frame, status)
 
 
+def lightglue_summary(infos: list) -> dict[str, Any]:
+    """Means over the pairs LightGlue matched (``MatcherInfo``): layers run, points pruned
+    and their share of the pair's keypoints."""
+    points = [sum(i.num_keypoints) for i in infos]
+    pruned = [sum(i.num_pruned) for i in infos]
+    return {
+        "pairs": len(infos),
+        "n_layers": max(i.n_layers for i in infos),
+        "stop_layer_mean": float(np.mean([i.stop_layer for i in infos])),
+        "stop_layer_min": int(min(i.stop_layer for i in infos)),
+        "stop_layer_max": int(max(i.stop_layer for i in infos)),
+        "pruned_mean": float(np.mean(pruned)),
+        "pruned_share_mean": float(np.mean([p / n if n else 0.0 for p, n in zip(pruned, points)])),
+    }
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
     if v.size == 0:
@@ -227,6 +244,7 @@ class Replay:
         if self.stereo:
             self.errors["t_err_m"] = []
         rows: list[dict] = []
+        self.matcher_infos: list = []  # matcher lightglue: one MatcherInfo per pair matched
         started = time.perf_counter()
         outputs = self._open_outputs()
         try:
@@ -340,6 +358,9 @@ class Replay:
         """One frame through the frontend, into the bag; returns its CSV row."""
         result = self._process(frame)
         total_ms = (time.perf_counter() - t0) * 1e3
+        self.matcher_infos += [
+            info for info in (result.matcher_info, result.stereo_matcher_info) if info is not None
+        ]
         T_est = result.pose.matrix() if result.pose.valid else None
         # the published pose: None for a frame without a valid pose (never a stale copy)
         T_world = accumulator.update(
@@ -547,6 +568,8 @@ class Replay:
             summary["outputs"].pop(BAG_NAME)
         if self.sequence.ground_truth_kind != "none":
             summary["accuracy"] = accuracy.summary()
+        if self.matcher_infos:
+            summary["lightglue"] = lightglue_summary(self.matcher_infos)
         return summary
 
     def _plots(self, rows: list[dict], accuracy: SequenceAccuracy) -> list[str]:

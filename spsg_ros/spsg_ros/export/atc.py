@@ -7,7 +7,8 @@ the model's JSON sidecar (input names and shapes written by ``spsg-ros export``)
   ``--precision_mode``, ``--log``;
 * static models: ``--input_shape`` with the sidecar's shapes, ``--input_format=NCHW``
   for SuperPoint's image and ``ND`` for SuperGlue's (1, K, 2) / (1, K) / (1, D, K)
-  inputs;
+  inputs and for the LightGlue stage models (static K only: one OM per stage, run
+  one by one by the host, see :mod:`spsg_ros.networks.lightglue_contract`);
 * dynamic models: shape **gears** ``--input_shape`` with ``-1`` +
   ``--dynamic_dims`` (``--input_format=ND``, 2 to 100 gears): image sizes for a
   dynamic SuperPoint, K slot counts for a dynamic-K SuperGlue (every ``-1`` of a
@@ -239,6 +240,22 @@ def _plan_superglue(
     return "ND", with_minus, "dymdims", gear_shapes
 
 
+def _plan_lightglue(meta: Mapping[str, Any], notes: list[str]):
+    """A LightGlue stage (or the single model): static K only, every input ND."""
+    shapes = {e["name"]: list(e["shape"]) for e in meta["inputs"]}
+    if not all(_is_static(d) for shape in shapes.values() for d in shape):
+        raise AtcError(
+            f"the LightGlue {meta.get('stage', 'model')} has dynamic K; Ascend takes static "
+            "shapes: export the stages for the K you will run (`spsg-ros export --only "
+            "lightglue --ks K`)"
+        )
+    if meta.get("stage") == "layer0":
+        notes.append(
+            "the host runs the layer OMs one by one (early exit) and prunes by setting masks"
+        )
+    return "ND", shapes, "static", []
+
+
 def _dynamic_dims_arg(
     input_shape: Mapping[str, Sequence[Any]], gears: Sequence[Mapping[str, Sequence[int]]]
 ) -> str:
@@ -272,9 +289,10 @@ def atc_plans(
     onnx_path = Path(onnx_path)
     meta = _load_sidecar(onnx_path, sidecar)
     network = meta.get("network")
-    if network not in ("superpoint", "superglue"):
+    if network not in ("superpoint", "superglue", "lightglue"):
         raise AtcError(
-            f"{onnx_path}: sidecar network {network!r}, expected superpoint or superglue"
+            f"{onnx_path}: sidecar network {network!r}, expected superpoint, superglue or "
+            "lightglue"
         )
     if precision_mode not in PRECISION_MODES:
         raise AtcError(
@@ -294,6 +312,8 @@ def atc_plans(
             fmt, shapes, mode, gears = _plan_superpoint(
                 meta, soc, image_sizes, shape_ranges, notes
             )
+        elif network == "lightglue":
+            fmt, shapes, mode, gears = _plan_lightglue(meta, notes)
         else:
             fmt, shapes, mode, gears = _plan_superglue(meta, soc, k_gears, shape_ranges, notes)
         output = folder / f"{onnx_path.stem}_{soc}"

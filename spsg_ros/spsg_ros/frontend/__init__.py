@@ -2,7 +2,7 @@
 
 from .config import DEFAULT_CONFIG, load_config
 from .pipeline import Frontend
-from .types import CameraInfo, Frame, FrameMetrics, FrameResult, RelativePose
+from .types import CameraInfo, Frame, FrameMetrics, FrameResult, MatcherInfo, RelativePose
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -12,5 +12,6 @@ __all__ = [
     "Frame",
     "FrameMetrics",
     "FrameResult",
+    "MatcherInfo",
     "RelativePose",
 ]

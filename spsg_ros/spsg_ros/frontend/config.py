@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Union
 from .. import parameters as schema
 from ..config import ConfigError, check, is_int, is_number, merge_config
 from ..features.superpoint_post import superpoint_config
+from ..matching.lightglue_matcher import lightglue_match_config
 from ..matching.nearest_neighbor import nn_config
 from ..matching.superglue_post import superglue_config
 
@@ -28,6 +29,10 @@ _INTERNAL_DEFAULTS: dict[str, Any] = {
     "backend": {"options": {}},  # further backend-specific keyword arguments
     "superpoint": {},  # schema: max_keypoints, nms_radius, ...
     "superglue": {},  # schema: match_threshold, sinkhorn_iterations
+    # schema: weights, depth_confidence, width_confidence, filter_threshold; the weights
+    # are looked up in backend.weights_dir. pruning_rule cpu: prune on any device as
+    # upstream does on the CPU (cuda / flash: only above 1024 / 1536 points)
+    "lightglue": {"pruning_rule": "cpu"},
     "nn": {"mutual": True},  # mutual nearest neighbour + Lowe ratio (schema)
     "preprocess": {
         "interpolation": "area",  # area | linear | cubic | nearest
@@ -170,13 +175,14 @@ def validate(user: Mapping[str, Any]) -> dict[str, Any]:
     )
     cfg["superglue"] = _named(superglue_config, _section(user, "superglue"))
     cfg["nn"] = _named(nn_config, _section(user, "nn"))
+    cfg["lightglue"] = _lightglue(_section(user, "lightglue"))
 
     check(
         "frontend",
         "matcher",
         cfg["matcher"],
-        lambda v: v in ("superglue", "nn"),
-        "'superglue' or 'nn'",
+        lambda v: v in schema.MATCHERS,
+        ", ".join(f"'{m}'" for m in schema.MATCHERS[:-1]) + f" or '{schema.MATCHERS[-1]}'",
     )
     check(
         "frontend",
@@ -252,6 +258,13 @@ def _named(builder, user: Mapping[str, Any]) -> dict[str, Any]:
         return builder(user)
     except ConfigError as exc:
         raise ConfigError(f"frontend.{exc}") from None
+
+
+def _lightglue(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The lightglue section: weights (looked up in backend.weights_dir) and the
+    network's matching settings (Backend.lightglue's config without weights_dir)."""
+    cfg = merge_config(DEFAULT_CONFIG["lightglue"], user, "frontend.lightglue")
+    return {key: value for key, value in _named(lightglue_match_config, cfg).items() if key in cfg}
 
 
 def _preprocess(user: Mapping[str, Any]) -> dict[str, Any]:

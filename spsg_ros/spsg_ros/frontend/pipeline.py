@@ -18,6 +18,7 @@ import numpy as np
 from ..backends.base import Backend, create_backend
 from ..features.extractor import SuperPointExtractor
 from ..features.types import Features
+from ..matching.lightglue_matcher import BackendLightGlueMatcher
 from ..matching.nearest_neighbor import NearestNeighborMatcher
 from ..matching.superglue_matcher import SuperGlueMatcher
 from ..matching.types import Matches
@@ -26,7 +27,7 @@ from .config import ConfigSource, load_config
 from .metrics import frame_metrics
 from .pose import mono_pose, stereo_pose, triangulate_stereo
 from .preprocess import FrameError, Prepared, Preprocessor, normalized_points, to_original
-from .types import CameraInfo, Frame, FrameResult
+from .types import CameraInfo, Frame, FrameResult, MatcherInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,18 @@ class View:
 
 
 class Frontend:
-    """SuperPoint + SuperGlue (or NN) frontend for a mono or stereo stream.
+    """SuperPoint + SuperGlue (or LightGlue, or NN) frontend for a mono or stereo stream.
 
     ``config``: a YAML path, a dict or None (see :data:`.config.DEFAULT_CONFIG`);
     ``backend``: an existing :class:`Backend` (then the config's backend section
-    is ignored, the network-side SuperGlue settings are the backend's own, and
-    the caller closes it).
+    is ignored but for ``weights_dir``, which LightGlue's weights are looked up in,
+    the network-side SuperGlue settings are the backend's own, and the caller
+    closes it).
+
+    With ``matcher: lightglue`` the pairs go through ``backend.lightglue`` (its network
+    is loaded on construction, so that missing or unsuitable weights fail here), and
+    ``FrameResult.matcher_info`` / ``stereo_matcher_info`` hold the layers run and the
+    points pruned.
 
     ``FrameResult.is_keyframe`` is True when the frame becomes the reference for
     the frames after it (every good frame with ``pair_with: previous``).
@@ -70,8 +77,14 @@ class Frontend:
         self._owns_backend = backend is None
         self.backend = backend if backend is not None else self._create_backend()
         self.extractor = SuperPointExtractor(self.backend, self.config["superpoint"])
+        self.matcher: Any
         if self.config["matcher"] == "superglue":
             self.matcher = SuperGlueMatcher(self.backend, self.config["superglue"])
+        elif self.config["matcher"] == "lightglue":
+            self.matcher = BackendLightGlueMatcher(self.backend, self._lightglue_config())
+            # load the network now: missing weights or another descriptor size fail here
+            empty = Features.empty((1, 1))
+            self.matcher.match(empty, empty)
         else:
             self.matcher = NearestNeighborMatcher(self.config["nn"])
         self.preprocessor = Preprocessor(self.config["preprocess"])
@@ -86,8 +99,8 @@ class Frontend:
         b = self.config["backend"]
         options = dict(b["options"])
         takes = backend_option_names(b["name"])  # None: any (auto hands it on to its candidates)
-        if self.config["matcher"] == "nn" and (takes is None or "load_superglue" in takes):
-            options.setdefault("load_superglue", False)  # NN matching needs no SuperGlue model
+        if self.config["matcher"] != "superglue" and (takes is None or "load_superglue" in takes):
+            options.setdefault("load_superglue", False)  # NN and LightGlue need no SuperGlue
         return create_backend(
             b["name"],
             superpoint_weights=b["superpoint_weights"],
@@ -98,6 +111,10 @@ class Frontend:
             device=b["device"],
             **options,
         )
+
+    def _lightglue_config(self) -> dict[str, Any]:
+        """``Backend.lightglue``'s config: the lightglue section and the weights folder."""
+        return {**self.config["lightglue"], "weights_dir": self.config["backend"]["weights_dir"]}
 
     # ------------------------------------------------------------------ public API
 
@@ -198,13 +215,16 @@ class Frontend:
         view = self._view(frame, prepared, features, intr)
         # 3. The reference to pair with (none after a reset: size, mode or time changed).
         ref, warnings, reset = self._reference_for(view, "mono")
-        # 4. Matches with the reference (SuperGlue or mutual nearest neighbour).
+        # 4. Matches with the reference (SuperGlue, LightGlue or mutual nearest neighbour).
         t = time.perf_counter()
-        matches = self.matcher(view.features, ref.features) if ref is not None else None
+        matches, info = (
+            self._match(view.features, ref.features) if ref is not None else (None, None)
+        )
         timings["match"] = _ms(t)
         # 5. Relative pose from the essential matrix (translation up to scale).
         t = time.perf_counter()
         result = self._result(view, warnings, reset)
+        result.matcher_info = info
         self._pose(
             result, ref, matches, lambda: mono_pose(ref, view, matches, self.config["pose"])
         )
@@ -247,8 +267,10 @@ class Frontend:
         warnings += reset_warnings
         # 4. Left-right matches, and left matches with the reference's left image.
         t = time.perf_counter()
-        stereo_matches = self.matcher(view.features, right_view.features)
-        matches = self.matcher(view.features, ref.features) if ref is not None else None
+        stereo_matches, stereo_info = self._match(view.features, right_view.features)
+        matches, info = (
+            self._match(view.features, ref.features) if ref is not None else (None, None)
+        )
         timings["match"] = _ms(t)
         # 5. Triangulated left-right points; metric pose by PnP against the reference's.
         t = time.perf_counter()
@@ -259,6 +281,7 @@ class Frontend:
         result = self._result(view, warnings, reset)
         result.right_features = right_view.reported_features()
         result.stereo_matches = stereo_matches
+        result.matcher_info, result.stereo_matcher_info = info, stereo_info
         self._pose(
             result,
             ref,
@@ -270,6 +293,22 @@ class Frontend:
         return self._finish(result, view, ref, matches, "stereo", reset, timings)
 
     # ------------------------------------------------------------------ shared steps
+
+    def _match(
+        self, features0: Features, features1: Features
+    ) -> tuple[Matches, Optional[MatcherInfo]]:
+        """Matches of a pair, and what LightGlue did (None for the other matchers)."""
+        if not isinstance(self.matcher, BackendLightGlueMatcher):
+            return self.matcher(features0, features1), None
+        out = self.matcher.match(features0, features1)
+        info = MatcherInfo(
+            "lightglue",
+            int(out.stop_layer),
+            int(out.n_layers),
+            (int(out.num_pruned[0]), int(out.num_pruned[1])),
+            (len(features0), len(features1)),
+        )
+        return out.matches, info
 
     def _preprocess(self, gray: np.ndarray, intr: Optional[cam.Intrinsics]) -> Prepared:
         return self.preprocessor(gray, *(intr.K, intr.D) if intr else (None, None))

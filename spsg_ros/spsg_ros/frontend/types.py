@@ -92,6 +92,26 @@ class FrameMetrics:
 
 
 @dataclass
+class MatcherInfo:
+    """What an adaptive matcher (LightGlue) did for one pair: layers run of the
+    network's ``n_layers`` (0: an image had no keypoint) and points pruned per image
+    (current, reference or right) of its ``num_keypoints``."""
+
+    matcher: str
+    stop_layer: int
+    n_layers: int
+    num_pruned: tuple[int, int]
+    num_keypoints: tuple[int, int]
+
+    def summary(self) -> str:
+        """``lightglue: 5/9 layers, pruned 312/2048`` (pruned points of both images)."""
+        return (
+            f"{self.matcher}: {self.stop_layer}/{self.n_layers} layers, "
+            f"pruned {sum(self.num_pruned)}/{sum(self.num_keypoints)}"
+        )
+
+
+@dataclass
 class FrameResult:
     """Everything the frontend knows about one processed frame (or stereo pair)."""
 
@@ -106,12 +126,25 @@ class FrameResult:
     metrics: FrameMetrics = field(default_factory=FrameMetrics)
     right_features: Optional[Features] = None  # stereo only
     stereo_matches: Optional[Matches] = None  # stereo only: left -> right
+    # matcher lightglue: layers run and points pruned for ``matches`` / ``stereo_matches``
+    matcher_info: Optional[MatcherInfo] = None
+    stereo_matcher_info: Optional[MatcherInfo] = None
     is_keyframe: bool = False
     pairing_reset: bool = False  # the reference was dropped before this frame
     ok: bool = True  # False: flagged, see status
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def matcher_summary(self) -> str:
+        """What the adaptive matcher did (empty for SuperGlue and nn): ``lightglue: 5/9
+        layers, pruned 312/2048``, for stereo followed by ``; stereo lightglue: ...``."""
+        parts = []
+        if self.matcher_info is not None:
+            parts.append(self.matcher_info.summary())
+        if self.stereo_matcher_info is not None:
+            parts.append("stereo " + self.stereo_matcher_info.summary())
+        return "; ".join(parts)
 
     @classmethod
     def flagged(cls, frame: Any, status: str) -> "FrameResult":

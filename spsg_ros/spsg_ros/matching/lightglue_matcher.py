@@ -5,28 +5,105 @@ SuperGlue and nearest-neighbour matchers. LightGlue's adaptive depth and width
 give two more facts per pair, which ``Matches`` does not hold: they are kept on
 the matcher after each call (``last_stop_layer``, ``last_pruned``), and
 :meth:`LightGlueMatcher.match` returns them together with the matches.
+
+:class:`BackendLightGlueMatcher` is the frontend's matcher: LightGlue through a
+backend's ``lightglue`` (see :meth:`spsg_ros.backends.base.Backend.lightglue`),
+whose ``config`` keys and defaults are :data:`LIGHTGLUE_MATCH_DEFAULTS`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..config import check, is_number, merge_config
 from ..features.types import Features
 from .types import Matches
+
+if TYPE_CHECKING:  # the backends layer sits above; this is for annotations only
+    from ..backends.base import Backend
+
+#: the ``config`` of ``Backend.lightglue``: weights (a path or a short name, looked up in
+#: weights_dir; None: the default folder) and the network's matching settings, at the
+#: defaults of :data:`spsg_ros.networks.lightglue.DEFAULT_CONFIG`
+LIGHTGLUE_MATCH_DEFAULTS: dict[str, Any] = {
+    "weights": "lightglue",
+    "weights_dir": None,
+    "depth_confidence": 0.95,  # early exit when this share of points is confident; <= 0: off
+    "width_confidence": 0.99,  # prune points with matchability < 1 - this; <= 0: off
+    "filter_threshold": 0.1,  # match score threshold
+    "pruning_rule": "cpu",  # when an image is pruned: cpu (always), cuda, flash, auto
+}
+#: the keys of :data:`LIGHTGLUE_MATCH_DEFAULTS` that configure the network itself
+LIGHTGLUE_NETWORK_KEYS = (
+    "depth_confidence",
+    "width_confidence",
+    "filter_threshold",
+    "pruning_rule",
+)
+#: as :data:`spsg_ros.networks.lightglue.PRUNING_RULES` (that module imports torch)
+PRUNING_RULES = ("cpu", "cuda", "flash", "auto")
+#: layers of every upstream LightGlue release
+DEFAULT_N_LAYERS = 9
+
+
+def lightglue_match_config(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`LIGHTGLUE_MATCH_DEFAULTS` updated by ``user``, checked (ConfigError naming
+    the key: ``lightglue.depth_confidence = 2: expected ...``)."""
+    cfg = merge_config(LIGHTGLUE_MATCH_DEFAULTS, user, "lightglue")
+    check(
+        "lightglue",
+        "weights",
+        cfg["weights"],
+        lambda v: isinstance(v, os.PathLike) or (isinstance(v, str) and v != ""),
+        "a weights file path or a short name (lightglue, superpoint_lightglue, disk_lightglue)",
+    )
+    check(
+        "lightglue",
+        "weights_dir",
+        cfg["weights_dir"],
+        lambda v: v is None or isinstance(v, (str, os.PathLike)),
+        "a folder or None",
+    )
+    for name in ("depth_confidence", "width_confidence"):
+        check(
+            "lightglue",
+            name,
+            cfg[name],
+            lambda v: is_number(v) and math.isfinite(v) and -1 <= v <= 1,
+            "a number in [-1, 1] (-1 or 0: off)",
+        )
+    check(
+        "lightglue",
+        "filter_threshold",
+        cfg["filter_threshold"],
+        lambda v: is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    )
+    check(
+        "lightglue",
+        "pruning_rule",
+        cfg["pruning_rule"],
+        lambda v: v in PRUNING_RULES,
+        f"one of {', '.join(PRUNING_RULES)}",
+    )
+    return cfg
 
 
 @dataclass
 class LightGlueResult:
     """One LightGlue run: the matches, the number of layers run (1..n_layers; 0 when
-    an image had no keypoint) and how many points of each image were pruned."""
+    an image had no keypoint), how many points of each image were pruned and the
+    number of layers of the network (9 for every upstream release)."""
 
     matches: Matches
     stop_layer: int
     num_pruned: tuple[int, int]
+    n_layers: int = DEFAULT_N_LAYERS
 
 
 class LightGlueMatcher:
@@ -114,4 +191,23 @@ class LightGlueMatcher:
         )
         self.last_stop_layer = int(out["stop"])
         self.last_pruned = (int(out["num_pruned0"]), int(out["num_pruned1"]))
-        return LightGlueResult(matches, self.last_stop_layer, self.last_pruned)
+        return LightGlueResult(
+            matches, self.last_stop_layer, self.last_pruned, int(self.config["n_layers"])
+        )
+
+
+class BackendLightGlueMatcher:
+    """LightGlue through ``backend.lightglue`` with ``config`` (keys of
+    :data:`LIGHTGLUE_MATCH_DEFAULTS`), as :class:`~.superglue_matcher.SuperGlueMatcher`
+    drives SuperGlue: ``matcher(f0, f1)`` gives the matches, :meth:`match` the whole
+    :class:`LightGlueResult`."""
+
+    def __init__(self, backend: Backend, config: Mapping[str, Any] | None = None):
+        self.backend = backend
+        self.config = lightglue_match_config(config)
+
+    def match(self, features0: Features, features1: Features) -> LightGlueResult:
+        return self.backend.lightglue(features0, features1, self.config)
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        return self.match(features0, features1).matches

@@ -408,6 +408,33 @@ def relative_pose_msg(
     )
 
 
+# FrontendStatus.status = the frame's status, then what LightGlue did for its pairs
+MATCHER_SUMMARY_SEPARATOR = '; '
+_MATCHER_SUMMARY_STARTS = ('lightglue: ', 'stereo lightglue: ')
+
+
+def status_text(result: FrameResult) -> str:
+    """
+    Text of FrontendStatus.status: the frame's status and the matcher summary.
+
+    E.g. ``ok; lightglue: 5/9 layers, pruned 312/2048`` (stereo: followed by
+    ``; stereo lightglue: ...``); just the status for SuperGlue and nn.
+    """
+    summary = result.matcher_summary()
+    if not summary:
+        return str(result.status)
+    return f'{result.status}{MATCHER_SUMMARY_SEPARATOR}{summary}'
+
+
+def status_from_text(text: str) -> str:
+    """The frame's status in a FrontendStatus.status text (the matcher summary cut off)."""
+    for start in _MATCHER_SUMMARY_STARTS:
+        cut = text.find(MATCHER_SUMMARY_SEPARATOR + start)
+        if cut >= 0:
+            return text[:cut]
+    return text
+
+
 def status_msg(
     types: MessageTypes,
     result: FrameResult,
@@ -415,13 +442,13 @@ def status_msg(
     latency_ms: float = 0.0,
     frames_dropped: int = 0,
 ):
-    """spsg_ros_msgs/FrontendStatus of one frame."""
+    """spsg_ros_msgs/FrontendStatus of one frame (status: see :func:`status_text`)."""
     stages = list(result.timings_ms.items())
     metrics = result.metrics
     return types.FrontendStatus(
         header=make_header(types, result.stamp_ns, result.frame_id),
         ok=bool(result.ok),
-        status=str(result.status),
+        status=status_text(result),
         warnings=[str(w) for w in result.warnings],
         backend=str(backend),
         num_keypoints=int(metrics.num_kp),
@@ -598,7 +625,7 @@ def frame_result_from_messages(
     if stereo_matches is not None:
         result.stereo_matches = matches_from_msg(stereo_matches)
     if status is not None:
-        result.ok, result.status = bool(status.ok), str(status.status)
+        result.ok, result.status = bool(status.ok), status_from_text(str(status.status))
         result.warnings = [str(w) for w in status.warnings]
         times = as_numpy(status.stage_times_ms, np.float64)
         result.timings_ms = {str(n): float(t) for n, t in zip(status.stage_names, times)}
@@ -707,6 +734,9 @@ def matches_picture(
         f'keypoints {len(current_kp)}  matches {len(idx_cur)}',
         f'{"stereo" if stereo else "temporal"}  pose: {result.pose.status}',
     ]
+    info = result.stereo_matcher_info if stereo else result.matcher_info
+    if info is not None:  # lightglue: N/9 layers, pruned a/b
+        caption.append(info.summary())
     return draw_matches(
         current_bgr,
         reference_bgr,

@@ -108,7 +108,7 @@ def _load_cv_bridge(logger):
 
 
 class FrontendNode(Node):
-    """SuperPoint + SuperGlue frontend on mono or stereo image topics."""
+    """SuperPoint + SuperGlue (LightGlue, nn) frontend on mono or stereo image topics."""
 
     def __init__(self):
         super().__init__(parameters.NODE_NAME)
@@ -161,6 +161,7 @@ class FrontendNode(Node):
             else None
         )
         self._last_status = 'waiting for images'
+        self._last_matcher = ''  # lightglue: layers run and points pruned of the last frame
         self._camera_infos = {}
         self._camera_info_cache = {}
         self._warned = set()
@@ -422,6 +423,7 @@ class FrontendNode(Node):
             self._last_status = f'bad input image: {error}'
             self.get_logger().warning(self._last_status, throttle_duration_sec=5.0)
             return
+        self._last_matcher = result.matcher_summary()
         if result.pairing_reset:
             self._reset_trajectory(result.status)
         if not result.ok:
@@ -595,6 +597,7 @@ class FrontendNode(Node):
             stat.summary(DiagnosticStatus.OK, self._last_status)
         stat.add('backend', self._backend_label)
         stat.add('mode', self._mode)
+        stat.add('matcher', self._last_matcher or self._values['matcher'])
         stat.add('latency p50 (ms)', f'{p50:.1f}')
         stat.add('latency p90 (ms)', f'{p90:.1f}')
         stat.add('input rate (Hz)', f'{self._input_rate.rate():.2f}')
