@@ -65,9 +65,8 @@ def features(backend, images):
 
 
 def test_schema_parameters_and_frontend_config():
+    from spsg_ros.networks.config import PRUNING_RULES
     from spsg_ros.networks.lightglue import DEFAULT_CONFIG as NETWORK_DEFAULTS
-    from spsg_ros.networks.lightglue import PRUNING_RULES
-    from spsg_ros.matching import lightglue_matcher
 
     assert schema.PARAMETERS_BY_NAME["matcher"].choices == ("superglue", "lightglue", "nn")
     expected = {
@@ -87,7 +86,7 @@ def test_schema_parameters_and_frontend_config():
     for key in ("depth_confidence", "width_confidence", "filter_threshold", "pruning_rule"):
         assert DEFAULT_CONFIG["lightglue"][key] == NETWORK_DEFAULTS[key]
         assert LIGHTGLUE_MATCH_DEFAULTS[key] == NETWORK_DEFAULTS[key]
-    assert lightglue_matcher.PRUNING_RULES == PRUNING_RULES
+    assert DEFAULT_CONFIG["lightglue"]["pruning_rule"] in PRUNING_RULES
     # node parameters -> the frontend configuration
     cfg = load_config(
         schema.frontend_config(

@@ -288,7 +288,8 @@ def add_lightglue_args(
     for name in LIGHTGLUE_PARAMETERS:
         add_schema_option(g, name, given_only=given_only)
     if pruning_rule:
-        from ..matching.lightglue_matcher import LIGHTGLUE_MATCH_DEFAULTS, PRUNING_RULES
+        from ..matching.lightglue_matcher import LIGHTGLUE_MATCH_DEFAULTS
+        from ..networks.config import PRUNING_RULES
 
         g.add_argument(
             "--pruning-rule",

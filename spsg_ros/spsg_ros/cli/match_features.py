@@ -22,7 +22,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .common import add_schema_option, bounded, check_output_file, write_error
+from .common import (
+    add_lightglue_args,
+    add_schema_option,
+    check_output_file,
+    lightglue_options,
+    write_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,44 +72,7 @@ def add_parser(sub) -> None:
         help="write the features and the matches to FILE, exactly that name (an .npz "
         "archive; no .npz is added)",
     )
-    g = p.add_argument_group("lightglue")
-    g.add_argument(
-        "--lightglue-weights",
-        default="lightglue",
-        metavar="PATH",
-        help="LightGlue weights: a path, or lightglue (= superpoint_lightglue), "
-        "disk_lightglue in --weights-dir (default: %(default)s)",
-    )
-    g.add_argument(
-        "--depth-confidence",
-        type=bounded(float, -1.0, 1.0),
-        default=0.95,
-        metavar="X",
-        help="early exit when this share of points is confident; <= 0: all layers "
-        "(default: %(default)s)",
-    )
-    g.add_argument(
-        "--width-confidence",
-        type=bounded(float, -1.0, 1.0),
-        default=0.99,
-        metavar="X",
-        help="prune confident points with matchability < 1 - X; <= 0: no pruning "
-        "(default: %(default)s)",
-    )
-    g.add_argument(
-        "--filter-threshold",
-        type=bounded(float, 0.0, 1.0),
-        default=0.1,
-        metavar="X",
-        help="LightGlue match score threshold (default: %(default)s)",
-    )
-    g.add_argument(
-        "--pruning-rule",
-        choices=("cpu", "cuda", "flash", "auto"),
-        default="cpu",
-        help="when an image is pruned: cpu always (upstream on the CPU), cuda / flash only "
-        "above 1024 / 1536 points (upstream on CUDA), auto by the device (default: %(default)s)",
-    )
+    add_lightglue_args(p, title="lightglue")  # the schema's options and --pruning-rule
     g = p.add_argument_group("superglue")
     add_schema_option(g, "superglue_weights")
     add_schema_option(g, "match_threshold")
@@ -125,15 +94,9 @@ def add_parser(sub) -> None:
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The options of ``args.matcher`` for :func:`match_features`."""
     if args.matcher == "lightglue":
-        return {
-            "weights": args.lightglue_weights,
-            "weights_dir": args.weights_dir or None,
-            "device": args.device,
-            "depth_confidence": args.depth_confidence,
-            "width_confidence": args.width_confidence,
-            "filter_threshold": args.filter_threshold,
-            "pruning_rule": args.pruning_rule,
-        }
+        options = dict(lightglue_options(args), device=args.device)
+        options["weights_dir"] = args.weights_dir or None
+        return options
     if args.matcher == "superglue":
         return {
             "weights": args.superglue_weights,

@@ -13,14 +13,14 @@ whose ``config`` keys and defaults are :data:`LIGHTGLUE_MATCH_DEFAULTS`.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..config import check, is_number, merge_config
+from ..config import check, merge_config
+from ..networks.config import LIGHTGLUE_DEFAULTS, lightglue_config
 from ..features.types import Features
 from .types import Matches
 
@@ -29,24 +29,18 @@ if TYPE_CHECKING:  # the backends layer sits above; this is for annotations only
 
 #: the ``config`` of ``Backend.lightglue``: weights (a path or a short name, looked up in
 #: weights_dir; None: the default folder) and the network's matching settings, at the
-#: defaults of :data:`spsg_ros.networks.lightglue.DEFAULT_CONFIG`
-LIGHTGLUE_MATCH_DEFAULTS: dict[str, Any] = {
-    "weights": "lightglue",
-    "weights_dir": None,
-    "depth_confidence": 0.95,  # early exit when this share of points is confident; <= 0: off
-    "width_confidence": 0.99,  # prune points with matchability < 1 - this; <= 0: off
-    "filter_threshold": 0.1,  # match score threshold
-    "pruning_rule": "cpu",  # when an image is pruned: cpu (always), cuda, flash, auto
-}
-#: the keys of :data:`LIGHTGLUE_MATCH_DEFAULTS` that configure the network itself
+#: defaults of :data:`spsg_ros.networks.config.LIGHTGLUE_DEFAULTS`
 LIGHTGLUE_NETWORK_KEYS = (
     "depth_confidence",
     "width_confidence",
     "filter_threshold",
     "pruning_rule",
 )
-#: as :data:`spsg_ros.networks.lightglue.PRUNING_RULES` (that module imports torch)
-PRUNING_RULES = ("cpu", "cuda", "flash", "auto")
+LIGHTGLUE_MATCH_DEFAULTS: dict[str, Any] = {
+    "weights": "lightglue",
+    "weights_dir": None,
+    **{key: LIGHTGLUE_DEFAULTS[key] for key in LIGHTGLUE_NETWORK_KEYS},
+}
 #: layers of every upstream LightGlue release
 DEFAULT_N_LAYERS = 9
 
@@ -69,28 +63,8 @@ def lightglue_match_config(user: Mapping[str, Any] | None = None) -> dict[str, A
         lambda v: v is None or isinstance(v, (str, os.PathLike)),
         "a folder or None",
     )
-    for name in ("depth_confidence", "width_confidence"):
-        check(
-            "lightglue",
-            name,
-            cfg[name],
-            lambda v: is_number(v) and math.isfinite(v) and -1 <= v <= 1,
-            "a number in [-1, 1] (-1 or 0: off)",
-        )
-    check(
-        "lightglue",
-        "filter_threshold",
-        cfg["filter_threshold"],
-        lambda v: is_number(v) and 0 <= v <= 1,
-        "a number in [0, 1]",
-    )
-    check(
-        "lightglue",
-        "pruning_rule",
-        cfg["pruning_rule"],
-        lambda v: v in PRUNING_RULES,
-        f"one of {', '.join(PRUNING_RULES)}",
-    )
+    # the network's own settings, checked by the network's rules
+    lightglue_config({key: cfg[key] for key in LIGHTGLUE_NETWORK_KEYS})
     return cfg
 
 

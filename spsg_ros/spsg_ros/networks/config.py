@@ -8,6 +8,7 @@ user sees (for example max_keypoints 1024) come from :mod:`spsg_ros.parameters`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from ..config import ConfigError, check, is_int, is_number, merge_config
@@ -109,4 +110,63 @@ def superglue_config(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError(f"superglue.GNN_layers = {layers!r}: expected a list of 'self'/'cross'")
     cfg["keypoint_encoder"] = list(cfg["keypoint_encoder"])
     cfg["GNN_layers"] = layers
+    return cfg
+
+
+LIGHTGLUE_DEFAULTS: dict[str, Any] = {
+    "input_dim": 256,  # descriptor dimension of the features (SuperPoint 256, DISK 128)
+    "descriptor_dim": 256,  # model width
+    "add_scale_ori": False,  # encode scale and orientation too (SIFT-like features)
+    "n_layers": 9,
+    "num_heads": 4,
+    "flash": False,  # CUDA only: fused attention in the cross blocks (the self blocks
+    #                  always use torch's scaled_dot_product_attention, as upstream)
+    "mp": False,  # CUDA only: mixed precision (float16 autocast) in the layers
+    "depth_confidence": 0.95,  # early exit when this share of points is confident; <= 0: off
+    "width_confidence": 0.99,  # prune points with matchability < 1 - this; <= 0: off
+    "filter_threshold": 0.1,  # match score threshold
+    "pruning_rule": "cpu",  # minimum point count for pruning: cpu, cuda, flash or auto
+}
+
+# upstream's minimum number of points an image must have to be pruned, by device
+PRUNING_MIN_POINTS = {"cpu": -1, "cuda": 1024, "flash": 1536}
+PRUNING_RULES = (*PRUNING_MIN_POINTS, "auto")
+
+
+def lightglue_config(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merged and validated LightGlue configuration."""
+    cfg = merge_config(LIGHTGLUE_DEFAULTS, user, "lightglue")
+    for name in ("input_dim", "descriptor_dim", "n_layers", "num_heads"):
+        check("lightglue", name, cfg[name], lambda v: is_int(v) and v > 0, "a positive integer")
+    for name in ("add_scale_ori", "flash", "mp"):
+        check("lightglue", name, cfg[name], lambda v: isinstance(v, bool), "true or false")
+    check(
+        "lightglue",
+        "descriptor_dim",
+        cfg["descriptor_dim"],
+        lambda v: v % cfg["num_heads"] == 0 and (v // cfg["num_heads"]) % 2 == 0,
+        f"a multiple of 2 * num_heads ({2 * cfg['num_heads']})",
+    )
+    for name in ("depth_confidence", "width_confidence"):
+        check(
+            "lightglue",
+            name,
+            cfg[name],
+            lambda v: is_number(v) and math.isfinite(v) and v <= 1,
+            "a number <= 1 (-1 or 0: off)",
+        )
+    check(
+        "lightglue",
+        "filter_threshold",
+        cfg["filter_threshold"],
+        lambda v: is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    )
+    check(
+        "lightglue",
+        "pruning_rule",
+        cfg["pruning_rule"],
+        lambda v: v in PRUNING_RULES,
+        f"one of {', '.join(PRUNING_RULES)}",
+    )
     return cfg
