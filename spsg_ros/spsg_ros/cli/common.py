@@ -251,6 +251,19 @@ def check_network_image(image, name: Any, resize: Sequence[int]) -> None:
         )
 
 
+def write_npz(path: Path, arrays: dict[str, Any], option: str = "--out") -> None:
+    """``arrays`` into exactly ``path`` (np.savez given a name would add ``.npz``)."""
+    import numpy as np
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise write_error(path, option, exc) from None
+    print(f"wrote {path}")
+
+
 def write_error(path: Path, option: str, exc: OSError) -> ValueError:
     """The error to raise when writing ``path`` failed half-way (no traceback)."""
     return ValueError(f"{option} {path}: cannot write: {exc.strerror or exc}")

@@ -23,11 +23,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from .common import (
+    write_npz,
     add_lightglue_args,
     add_schema_option,
     check_output_file,
     lightglue_options,
-    write_error,
 )
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         arrays = {k: data[k] for k in INPUT_KEYS if k in data}
         arrays.update(result)
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "wb") as f:  # a file object: np.savez adds no .npz
-                np.savez(f, **arrays)
-        except OSError as exc:
-            raise write_error(args.out, "--out", exc) from None
-        print(f"wrote {args.out}")
+        write_npz(args.out, arrays)
     return 0
 
 

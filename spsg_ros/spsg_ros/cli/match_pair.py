@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .common import (
+    write_npz,
     REFERENCE_DEFAULTS,
     REFERENCE_NOTES,
     add_lightglue_args,
@@ -129,13 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 num_pruned0=np.int64(result.num_pruned[0]),
                 num_pruned1=np.int64(result.num_pruned[1]),
             )
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "wb") as f:  # a file object: np.savez adds no .npz
-                np.savez(f, **arrays)
-        except OSError as exc:
-            raise write_error(args.out, "--out", exc) from None
-        print(f"wrote {args.out}")
+        write_npz(args.out, arrays)
     if args.viz:
         picture = draw_matches(
             image0,
