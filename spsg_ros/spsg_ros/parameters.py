@@ -263,6 +263,18 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         config_path=('backend', 'device'),
     ),
     _p(
+        'num_threads',
+        0,
+        'CPU threads of the inference runtime (torch intra-op threads, onnxruntime '
+        'intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS; ignored by ascend); 0: the '
+        'cores available to this process (its CPU affinity, capped by a cgroup CPU quota such '
+        'as /sys/fs/cgroup/cpu.max), never more',
+        min_value=0,
+        max_value=256,
+        read_only=True,
+        config_path=('backend', 'num_threads'),
+    ),
+    _p(
         'superpoint_weights',
         'superpoint',
         'SuperPoint weights: a path or the upstream name superpoint',

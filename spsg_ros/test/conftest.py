@@ -71,6 +71,7 @@ def ros_style_files() -> list[Path]:
                 "test_ros_launch",
                 "test_ros_live",
                 "test_ros_node",
+                "test_ros_overhead",
                 "ros_testing",
                 "test_ros_collection",
                 "test_copyright",

@@ -43,13 +43,15 @@ def test_bench_cli_table_and_json(tmp_path, generated_weights, capsys):
             str(tmp_path / "cache"),
             "--backends",
             "onnxruntime",
-            "onnxruntime:num_slots=24,threads=1",
+            "onnxruntime:num_slots=32,threads=1",
+            "--probe-size",
+            "256",
             "--json",
             str(out),
         ]
     )
     assert rc == 0
-    text = capsys.readouterr().out
+    text, limit_text = capsys.readouterr().out.split("== against the limit", 1)
     assert "== 64x80 (HxW), K=24" in text
     for title in (
         "pre-proc",
@@ -68,13 +70,13 @@ def test_bench_cli_table_and_json(tmp_path, generated_weights, capsys):
         for line in text.splitlines()
         if line.startswith(("torch-ref", "onnx"))
     }
-    assert set(rows) >= {"torch-ref", "onnxruntime", "onnxruntime:num_slots=24,threads=1"}
+    assert set(rows) >= {"torch-ref", "onnxruntime", "onnxruntime:num_slots=32,threads=1"}
     assert "1.00x" in rows["torch-ref"]
     body = json.loads(out.read_text())
     assert body["settings"]["sizes"] == [[64, 80]] and body["settings"]["ks"] == [24]
     assert "cpus" in body["environment"] and "onnxruntime" in body["environment"]
     results = {r["runner"]: r for r in body["results"]}
-    assert set(results) == {"torch-ref", "onnxruntime", "onnxruntime:num_slots=24,threads=1"}
+    assert set(results) == {"torch-ref", "onnxruntime", "onnxruntime:num_slots=32,threads=1"}
     for r in results.values():
         assert r["size"] == [64, 80] and r["k"] == 24
         assert set(r["stages_ms"]) == set(bm.STAGES)
@@ -90,7 +92,52 @@ def test_bench_cli_table_and_json(tmp_path, generated_weights, capsys):
     assert onnx["agreement"]["kp_agree"] == 1.0  # identical keypoints (fp32)
     assert 0.0 <= onnx["agreement"]["match_agree"] <= 1.0
     assert onnx["description"]["backend"] == "onnxruntime"
-    assert results["onnxruntime:num_slots=24,threads=1"]["description"]["num_slots"] == 24
+    assert results["onnxruntime:num_slots=32,threads=1"]["description"]["num_slots"] == 32
+    # against the limit: the probe ran first, FLOPs counted per runner's network
+    probe = body["gemm_probe"]
+    assert probe["n"] == 256 and probe["runs"] == len(probe["times_ms"]) >= 1
+    assert np.isfinite(probe["gflop_per_s"]) and probe["gflop_per_s"] > 0
+    assert body["settings"]["probe_size"] == 256
+    for r in results.values():
+        assert set(r["flops"]) == set(bm.STAGES)
+        assert r["flops"]["pre"] is None and r["flops"]["post"] is None
+        assert r["probe_share"]["pre"] is None and r["gflop_per_s"]["post"] is None
+        assert r["probe_gflop_per_s"] == pytest.approx(probe["gflop_per_s"], rel=1e-6)
+        for stage in ("superpoint", "superglue", "total"):
+            count = r["flops"][stage]
+            assert count["gflop"] > 0
+            assert count["gflop"] == pytest.approx(
+                count["conv_gflop"] + count["matmul_gflop"], abs=1e-5
+            )
+            rate = count["gflop"] / (r["stages_ms"][stage]["median"] / 1000.0)
+            assert r["gflop_per_s"][stage] == pytest.approx(rate, rel=1e-4)
+            assert r["probe_share"][stage] == pytest.approx(
+                r["gflop_per_s"][stage] / probe["gflop_per_s"], rel=1e-4
+            )
+        assert r["flops"]["superpoint"]["matmul_gflop"] == 0.0  # convolutions only
+        sg = r["flops"]["superglue"]
+        assert sg["sinkhorn_exp_m"] > 0 and sg["exp_m"] > sg["sinkhorn_exp_m"]
+        assert r["flops"]["total"]["gflop"] == pytest.approx(
+            2 * r["flops"]["superpoint"]["gflop"] + sg["gflop"], abs=1e-5
+        )
+    # same image size: the same SuperPoint network everywhere
+    sp = {r["flops"]["superpoint"]["gflop"] for r in results.values()}
+    assert len(sp) == 1
+    # the exported model folds the attention's merge projection: fewer FLOPs than upstream
+    upstream, exported = (results[n]["flops"]["superglue"] for n in ("torch-ref", "onnxruntime"))
+    assert exported["conv_gflop"] < upstream["conv_gflop"]
+    # the network's matrix products (attention, scores) agree; the Sinkhorn's are its own
+    assert exported["matmul_gflop"] - exported["sinkhorn_matmul_gflop"] == pytest.approx(
+        upstream["matmul_gflop"] - upstream["sinkhorn_matmul_gflop"], abs=2e-6
+    )
+    # a static model runs its 32 slots, not the 24 keypoints
+    static = results["onnxruntime:num_slots=32,threads=1"]["flops"]["superglue"]
+    assert static["conv_gflop"] == pytest.approx(exported["conv_gflop"] * 32 / 24, rel=1e-6)
+    # the terminal block: probe and CPU in the header, a row per runner with three stages
+    assert "GEMM probe" in limit_text and "GFLOP/s" in limit_text
+    limit_table = limit_text.split("\nGFLOP: ", 1)[0]  # the runners' descriptions follow
+    limit_rows = [ln for ln in limit_table.splitlines() if ln.startswith(("torch-ref", "onnx"))]
+    assert len(limit_rows) == 3 and all(ln.count("%") == 3 for ln in limit_rows)
 
 
 def test_baseline_is_the_torch_backend_and_one_loop_times_every_stage(
@@ -136,12 +183,14 @@ def test_baseline_is_the_torch_backend_and_one_loop_times_every_stage(
             "10",
             "--backends",
             "torch:host_postprocess=true",
+            "--probe-size",
+            "0",
             "--json",
             str(out),
         ]
     )
     assert rc == 0
-    capsys.readouterr()
+    assert "no GEMM probe (shares n/a)" in capsys.readouterr().out
     base, host = runners
     assert base.name == bm.BASELINE and isinstance(base.backend, Backend)
     assert isinstance(base.backend, TorchBackend) and not base.backend.host_postprocess
@@ -151,7 +200,12 @@ def test_baseline_is_the_torch_backend_and_one_loop_times_every_stage(
     # one call of the loop per stage, each timing every runner
     names = (bm.BASELINE, "torch:host_postprocess=true")
     assert calls == [(stage, names, 2) for stage in bm.STAGES]
-    results = {r["runner"]: r for r in json.loads(out.read_text())["results"]}
+    body = json.loads(out.read_text())
+    assert body["gemm_probe"] is None  # --probe-size 0: FLOPs and rates, no shares
+    results = {r["runner"]: r for r in body["results"]}
+    for r in results.values():
+        assert r["gflop_per_s"]["superglue"] > 0 and r["probe_gflop_per_s"] is None
+        assert set(r["probe_share"].values()) == {None}
     assert results[bm.BASELINE]["description"]["postprocess"] == "upstream torch"
     assert results[names[1]]["description"]["postprocess"] == "numpy host"
     assert results[names[1]]["agreement"]["kp_agree"] == 1.0
@@ -178,7 +232,7 @@ def test_parse_backend_spec():
     assert opts == {
         "num_slots": 512,
         "fp16": True,
-        "intra_op_threads": 2,
+        "num_threads": 2,
         "providers": ["cuda", "cpu"],
     }
     assert parse_backend_spec("onnxruntime:providers=cpu")[2] == {"providers": ["cpu"]}

@@ -6,8 +6,10 @@ matches: the shared SuperGlue is random and chaotic (torch with 1 vs 2 threads
 changes its log assignment by 0.026 and 1e-7 input differences flip near-tie
 matches), and the exported graph computes the same mathematics in another
 order (folded weights, other GEMM kernels), so its log assignment differs by
-~0.02-0.03 from the fixture's. Matches are therefore checked against a
-documented bound (>= 99% identical, log assignment within 0.05); the exact
+~0.02-0.06 from the fixture's (the fixture's own float32 log-domain Sinkhorn is
+0.04 from the float64 answer at its ~47000-sized scores; the exported scaling-domain
+Sinkhorn is within 0.003 of it). Matches are therefore checked against a
+documented bound (>= 99.5% identical, log assignment within 0.08); the exact
 counts are printed (run with -s). On this machine all fixture matches came out
 identical. Strict match identity is asserted with a well-conditioned generated
 SuperGlue (see backends_helpers), on random inputs.
@@ -109,10 +111,10 @@ def test_fixture_parity(name, fixture_files, shared_models, shared_weights):
         f"keypoints on the fixture features, {n_diff_full} through the full pipeline "
         f"({int((ref > -1).sum())} reference matches)"
     )
-    assert diff_la < 0.05
+    assert diff_la < 0.08
     for got in (on_fixture, full):
-        assert np.mean(got.matches0 == ref) >= 0.99
-        assert np.mean(got.matches1 == fx["matches1"]) >= 0.99
+        assert np.mean(got.matches0 == ref) >= 0.995
+        assert np.mean(got.matches1 == fx["matches1"]) >= 0.995
         same = got.matches0 == ref
         np.testing.assert_allclose(
             got.scores0[same], fx["matching_scores0"][same], atol=0.01, rtol=0

@@ -215,7 +215,11 @@ def test_source_edge_values_are_accepted():
     "values,words",
     [
         (["--num-slots", "0"], "argument --num-slots: 0 is outside the range >= 1"),
-        (["--threads", "0"], "argument --threads: 0 is outside the range >= 1"),
+        (
+            ["--threads", "300"],
+            "argument --num-threads/--threads: 300 is outside the range [0, 256] of parameter "
+            "num_threads",
+        ),
     ],
 )
 def test_runtime_options_out_of_range(values, words, capsys):

@@ -322,7 +322,9 @@ def test_replay_config_precedence(tmp_path):
         ]
     )
     cfg = frontend_config(args)
-    assert cfg["backend"]["options"] == {"intra_op_threads": 2}  # runtime options passed through
+    # --threads (alias of --num-threads) sets the backend's thread count, handed on to it
+    assert cfg["backend"]["num_threads"] == 2
+    assert cfg["backend"]["options"] == {"num_threads": 2}
     assert cfg["superpoint"]["max_keypoints"] == 200 and cfg["superpoint"]["nms_radius"] == 3
     assert cfg["matcher"] == "nn" and cfg["pair_with"] == "keyframe"
     args = build_parser().parse_args(["replay", "src", "--out", "o", "--matcher", "superglue"])

@@ -410,6 +410,7 @@ class AscendBackend(PaddedSuperGlueBackend):
         superglue_gears: Sequence[int] | None = None,
         load_superglue: bool = True,
         session_factory: SessionFactory | None = None,
+        num_threads: int | None = 0,  # the NPU runs the networks: no CPU thread pool to size
     ):
         self.sp_config = make_superpoint_config(superpoint_config)
         self.sg_config = make_superglue_config(superglue_config)

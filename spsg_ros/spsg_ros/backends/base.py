@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -57,6 +58,52 @@ class BackendOptionError(ValueError):
             f"backend '{backend}' has no option{plural} {named}{detail}; "
             f"valid options: {', '.join(self.valid)}"
         )
+
+
+#: where cgroup v2 and v1 keep the CPU quota of the process's group
+CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+CGROUP_V1_CPU_QUOTA = (
+    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+)
+
+
+def cgroup_cpu_limit(
+    cpu_max: str = CGROUP_V2_CPU_MAX, v1_files: tuple[str, str] = CGROUP_V1_CPU_QUOTA
+) -> int | None:
+    """Whole CPUs the cgroup CPU quota allows (rounded up), None without a quota."""
+    try:
+        quota, period = open(cpu_max, encoding="ascii").read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us, period_us = (int(open(f, encoding="ascii").read()) for f in v1_files)
+    except (OSError, ValueError):
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
+
+
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity call on this platform
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return max(1, min(cores, limit) if limit else cores)
+
+
+def resolve_num_threads(num_threads: int | None) -> int:
+    """The thread count of a ``num_threads`` option: 0 or None = :func:`available_cores`,
+    an explicit count as given."""
+    if num_threads is None:
+        num_threads = 0
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+        raise ValueError(f"num_threads = {num_threads!r}: expected an integer >= 0 (0: auto)")
+    return available_cores() if num_threads == 0 else num_threads
 
 
 def _with_hint(name: str, valid: list[str]) -> str:

@@ -22,10 +22,15 @@ their options as the ONNX Runtime documentation describes them:
   ``num_of_threads``, ``cache_dir``;
 - CPU EP: no options; the sessions' intra-/inter-op thread counts, graph
   optimisation level (``all``: includes the NCHWc layout and Conv+BatchNorm
-  fusion) and spinning apply. Spinning is off by default: each session has its
-  own thread pool, and the SuperPoint session's workers busy-waiting after
-  their work slowed the SuperGlue session down (a frame pair took ~10% longer
-  on 2 cores); ``spinning=None`` keeps ONNX Runtime's default (on).
+  fusion) and spinning apply. ``num_threads`` (every backend's thread option;
+  0: the cores available to the process) sets the intra-op threads unless
+  ``intra_op_threads`` is given; the inter-op pool, idle in sequential
+  execution, gets one thread unless ``inter_op_threads`` is given. Spinning is
+  off by default, intra- and inter-op: each session has its own thread pool,
+  and the SuperPoint session's workers busy-waiting after their work slowed the
+  SuperGlue session down (a frame pair took ~10% longer on 2 cores), and on a
+  shared machine they burn cores other processes need; ``spinning=None`` keeps
+  ONNX Runtime's default (on).
 
 ``provider_options`` overrides/extends any of these per provider. Providers
 that the installed onnxruntime lacks are an error when asked for explicitly
@@ -58,7 +63,7 @@ import numpy as np
 from ..networks import contract
 from ..features.superpoint_post import superpoint_config
 from ..matching.superglue_post import superglue_config
-from .base import BackendUnavailable, register_backend
+from .base import BackendUnavailable, register_backend, resolve_num_threads
 from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
 
@@ -215,7 +220,8 @@ def session_options(
     # that held ~500 MB more at the same speed (measured, 2-core CPU); results are unchanged
     so.enable_mem_pattern = False
     if spinning is not None:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        for pool in ("intra_op", "inter_op"):
+            so.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3
     return so
 
@@ -277,6 +283,7 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         cache_dir: str | os.PathLike | None = None,
         export_missing: bool = True,
         load_superglue: bool = True,
+        num_threads: int | None = 0,
     ):
         self.ort = _import_ort()
         self.sp_config = _sp_config(superpoint_config)
@@ -290,8 +297,11 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.export_missing = export_missing
         self._explicit_providers = bool(providers)
+        requested_threads = intra_op_threads or num_threads or None
+        intra_op_threads = intra_op_threads or resolve_num_threads(num_threads)
+        inter_op_threads = inter_op_threads or 1  # sequential execution: the pool idles
         chain = provider_chain(
-            providers, self.device, self.fp16, self.cache_dir, intra_op_threads, provider_options
+            providers, self.device, self.fp16, self.cache_dir, requested_threads, provider_options
         )
         self.chain = check_providers_available(
             chain, self.ort.get_available_providers(), self._explicit_providers

@@ -26,6 +26,12 @@ lazily.
   to the next power of two (at least 64) so that few shapes get compiled.
 * LightGlue (``lightglue``) runs the same staged ONNX export as the onnxruntime
   backend (:mod:`spsg_ros.backends.lightglue_staged`), with the same shape rules.
+* Threads: ``num_threads`` (or ``intra_op_threads``) sets
+  ``INFERENCE_NUM_THREADS``; 0 on the CPU: the cores available to the process
+  (affinity and cgroup quota, which OpenVINO's own default ignores). The CPU
+  plugin schedules with oneTBB, whose idle workers spin for a short, bounded
+  back-off and then sleep; OpenVINO has no setting for it (unlike OpenMP's
+  ``OMP_WAIT_POLICY`` or ONNX Runtime's spinning), so nothing is set.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import numpy as np
 
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
 from ..matching.superglue_post import superglue_config as make_superglue_config
-from .base import BackendUnavailable, register_backend
+from .base import BackendUnavailable, register_backend, resolve_num_threads
 from ..networks import contract
 from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
@@ -245,7 +251,7 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
         onnx_dir: Any = None,
         num_slots: int | None = None,
         inference_precision: str | None = "f32",
-        num_threads: int | None = None,
+        num_threads: int | None = 0,
         intra_op_threads: int | None = None,
         performance_hint: str | None = "LATENCY",
         cache_dir: Any = None,
@@ -274,9 +280,10 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
         self.inference_precision = inference_precision
         self.sp_config = make_superpoint_config(superpoint_config)
         self.sg_config = make_superglue_config(superglue_config)
-        self.compile_config = self._compile_config(
-            inference_precision, num_threads or intra_op_threads, performance_hint
-        )
+        threads = num_threads or intra_op_threads
+        if not threads and base == "CPU":  # other devices take no thread count
+            threads = resolve_num_threads(0)
+        self.compile_config = self._compile_config(inference_precision, threads, performance_hint)
         self.weights = {"superpoint": superpoint_weights, "superglue": superglue_weights}
         self.weights_dir = weights_dir
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else None
@@ -557,6 +564,10 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
             "device": self.device,
             "openvino": self.ov.__version__,
             "inference_precision": self.inference_precision or "device default",
+            "threads": {
+                "inference_num_threads": self.compile_config.get("INFERENCE_NUM_THREADS"),
+                "idle_workers": "oneTBB back-off, then sleep (no OpenVINO setting)",
+            },
         }
         if self._sp_nets:
             info["superpoint_models"] = {

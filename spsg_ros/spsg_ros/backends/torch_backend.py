@@ -4,6 +4,14 @@
 SuperPoint's post-processing and SuperGlue's optimal transport stay float32.
 It is an explicit option because it changes keypoints and matches slightly
 (``spsg-ros bench`` reports the agreement rate with the float32 reference).
+
+``num_threads`` sets torch's intra-op threads (``torch.set_num_threads``, which
+is process-wide); 0 (auto) uses the cores available to the process
+(:func:`~spsg_ros.backends.base.available_cores`), or fewer when torch was
+already limited (``OMP_NUM_THREADS``, an earlier ``set_num_threads``). The
+inter-op pool, which the networks never use, is set to one thread when torch
+still allows it (only before any inter-op work). Idle OpenMP workers sleep
+(``OMP_WAIT_POLICY=PASSIVE``, set when spsg_ros is imported before torch).
 """
 
 from __future__ import annotations
@@ -14,7 +22,38 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..features.types import Features
-from .base import Backend, BackendUnavailable, register_backend
+from .base import Backend, BackendUnavailable, register_backend, resolve_num_threads
+
+
+def set_torch_threads(torch, num_threads: int | None) -> int:
+    """Set torch's intra-op threads for ``num_threads`` (0/None: auto, never more than
+    torch already had); the inter-op pool to 1 thread when still allowed."""
+    threads = resolve_num_threads(num_threads)
+    if not num_threads:
+        threads = min(threads, torch.get_num_threads())
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # torch allows it once, before any inter-op work
+            pass
+    return torch.get_num_threads()
+
+
+def omp_wait_policy() -> str:
+    """OMP_WAIT_POLICY (and GOMP_SPINCOUNT) of the environment, which OpenMP read when
+    torch was imported; unknown when torch was imported before spsg_ros set it."""
+    import os
+
+    from .. import OPENMP_STARTED_BEFORE_SPSG_ROS
+
+    policy = os.environ.get("OMP_WAIT_POLICY", "default (spinning)")
+    if "GOMP_SPINCOUNT" in os.environ:  # GNU OpenMP: spin this long before sleeping
+        policy += f", GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
+    if OPENMP_STARTED_BEFORE_SPSG_ROS:
+        return f"unknown (torch imported before spsg_ros; environment: {policy})"
+    return policy
 
 
 class TorchBackend(Backend):
@@ -31,6 +70,7 @@ class TorchBackend(Backend):
         load_superglue: bool = True,
         host_postprocess: bool = False,
         fp16: bool = False,
+        num_threads: int | None = 0,
     ):
         try:
             import torch
@@ -52,6 +92,7 @@ class TorchBackend(Backend):
                 "on a CPU use --backend onnxruntime or openvino"
             )
         self.torch = torch
+        self.num_threads = set_torch_threads(torch, num_threads)
         self.fp16 = bool(fp16)
         # The upstream torch post-processing is bit-identical to the reference; the
         # numpy host path agrees to ~1e-7 (different exp/norm rounding).
@@ -120,7 +161,16 @@ class TorchBackend(Backend):
             return log_assignment[0].cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": str(self.device), "fp16": self.fp16}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "fp16": self.fp16,
+            "threads": {
+                "intra_op": self.torch.get_num_threads(),
+                "inter_op": self.torch.get_num_interop_threads(),
+                "omp_wait_policy": omp_wait_policy(),
+            },
+        }
 
 
 register_backend("torch", TorchBackend)

@@ -17,6 +17,14 @@ of feature sets (SuperPoint topped up to K) through every backend's
 baseline) and ``lightglue-ref-full`` (depth and width confidence -1: all
 layers, no pruning). Each row reports the layers run and the points pruned.
 
+Against the machine's limit: an fp32 GEMM probe (``--probe-size`` N, default
+2048; 0: none) runs first, in the same invocation; for every runner and stage
+the FLOPs are counted from the network it executes (convolutions, matrix
+products, exponentials, the Sinkhorn's apart), and a second table gives the
+GFLOP, the achieved GFLOP/s and the share of the probe's rate for the
+SuperPoint network, SuperGlue and the pair. ``--json`` carries them per result
+(``flops``, ``gflop_per_s``, ``probe_share``) and the probe (``gemm_probe``).
+
 Backends are given as ``NAME[:key=value,...]`` with backend options, e.g.
 ``onnxruntime``, ``onnxruntime:num_slots=512`` (static padded SuperGlue),
 ``onnxruntime:fp16=true``, ``openvino``, ``torch``. Keys named like the
@@ -90,8 +98,20 @@ def options_taken(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def probe_size(text: str) -> int:
+    """``--probe-size``: an integer >= 0 (0: no probe)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: use N > 0, or 0 for no probe")
+    return n
+
+
 def add_parser(sub) -> None:
     from ..evaluation.benchmark import KS, SIZES
+    from ..evaluation.flops import DEFAULT_PROBE_SIZE
     from ..features.superpoint_post import SUPERPOINT_DEFAULTS
     from ..matching.superglue_post import SUPERGLUE_DEFAULTS
     from .common import add_accelerator_args, add_lightglue_args, add_schema_option
@@ -160,6 +180,14 @@ def add_parser(sub) -> None:
         "--json", type=Path, default=None, metavar="FILE", help="write all results as JSON"
     )
     p.add_argument(
+        "--probe-size",
+        type=probe_size,
+        default=DEFAULT_PROBE_SIZE,
+        metavar="N",
+        help="fp32 N x N GEMM probe run first, the machine's achieved GFLOP/s that each "
+        "stage's rate is compared with; 0: no probe, shares n/a (default: %(default)s)",
+    )
+    p.add_argument(
         "--gap-ms",
         type=float,
         default=100.0,
@@ -192,6 +220,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import benchmark as bm
+    from ..evaluation.flops import gemm_probe
     from .common import (
         accelerator_options,
         backend_options,
@@ -213,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
     results: list = []
     lg_results = None
     lg_config = lightglue_options(args)
+    probe = None
     try:
         if baseline:
             runners.append(bm.torch_baseline({**network, "device": "cpu"}, args.torch_threads))
@@ -226,6 +256,10 @@ def run(args: argparse.Namespace) -> int:
         def progress(msg: str) -> None:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
+        if args.probe_size > 0:  # after the runners: torch has its bench thread count
+            progress(f"GEMM probe: fp32 {args.probe_size}^3 matrix product")
+            probe = gemm_probe(args.probe_size)
+            progress(f"GEMM probe: {probe.gflop_per_s:.1f} GFLOP/s ({probe.library})")
         if with_superglue:
             results = bm.run_benchmark(
                 runners,
@@ -240,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
                 baseline=baseline,
                 gap=args.gap_ms / 1000.0,
                 progress=progress,
+                probe=probe,
             )
         if "lightglue" in args.matchers:
             # the baseline's torch backend would run exactly lightglue-ref: left out
@@ -256,12 +291,15 @@ def run(args: argparse.Namespace) -> int:
                 fill_k=not args.no_fill_k,
                 gap=args.gap_ms / 1000.0,
                 progress=progress,
+                probe=probe,
             )
     finally:
         for r in runners:
             r.close()
     if with_superglue:
         print(bm.format_table(results, baseline))
+        print()
+        print(bm.format_limit_table(results, probe))
     if lg_results is not None:
         print(bm.format_lightglue_table(lg_results))
     for r in runners:
@@ -283,9 +321,10 @@ def run(args: argparse.Namespace) -> int:
             "superglue_config": sg_config,
             "runners": {r.name: r.description for r in runners},
             "matchers": args.matchers,
+            "probe_size": args.probe_size,
         }
         if lg_results is not None:
             settings["lightglue_config"] = lg_config
             settings["lightglue_runners"] = {r.name: r.description for r in lg_runners}
-        print(f"wrote {bm.write_json(args.json, results, settings, lg_results)}")
+        print(f"wrote {bm.write_json(args.json, results, settings, lg_results, probe)}")
     return 0

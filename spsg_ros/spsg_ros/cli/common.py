@@ -24,7 +24,10 @@ NETWORK_PARAMETERS = (
     "match_threshold",
     "backend",
     "device",
+    "num_threads",
 )
+# Further option names of schema parameters (--threads: the runtime options' former name)
+OPTION_ALIASES = {"num_threads": ("--threads",)}
 # Schema parameters of the LightGlue matcher (matcher lightglue), in --help order.
 LIGHTGLUE_PARAMETERS = (
     "lightglue_weights",
@@ -78,7 +81,7 @@ def add_schema_option(
             kwargs["choices"] = spec.choices
     if spec.kind in _NUMERIC_KINDS:
         kwargs.update(action=SchemaValueAction, schema_name=name)
-    group.add_argument("--" + name.replace("_", "-"), **kwargs)
+    group.add_argument("--" + name.replace("_", "-"), *OPTION_ALIASES.get(name, ()), **kwargs)
 
 
 _NUMERIC_KINDS = ("integer", "double", "integer_array")
@@ -330,8 +333,13 @@ def lightglue_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_accelerator_args(parser: argparse.ArgumentParser) -> None:
-    """Options of the exported-model backends (onnxruntime, auto; others may read them)."""
+    """Options of the exported-model backends (onnxruntime, auto; others may read them),
+    and ``--num-threads`` when the parser does not have it yet."""
     g = parser.add_argument_group("exported models and runtimes")
+    try:
+        add_schema_option(g, "num_threads")
+    except argparse.ArgumentError:  # the network options (NETWORK_PARAMETERS) added it
+        pass
     g.add_argument(
         "--onnx-dir",
         default=None,
@@ -367,13 +375,6 @@ def add_accelerator_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--fp16", action="store_true", help="half precision (fp16 models, TensorRT fp16)"
-    )
-    g.add_argument(
-        "--threads",
-        type=bounded(int, 1),
-        default=None,
-        metavar="N",
-        help="intra-op threads of the runtime (default: the runtime's choice)",
     )
     g.add_argument(
         "--model-cache",
@@ -437,12 +438,14 @@ def accelerator_options(args: argparse.Namespace) -> dict[str, Any]:
         ("superpoint_model", "superpoint_model"),
         ("superglue_model", "superglue_model"),
         ("num_slots", "num_slots"),
-        ("threads", "intra_op_threads"),
+        # 0 (auto) is every backend's default: left out, for backends without the option
+        ("num_threads", "num_threads"),
+        ("threads", "num_threads"),  # a bench spec's threads=N
         ("model_cache", "cache_dir"),
         ("backend_preference", "backend_preference"),
     ):
         value = getattr(args, attr, None)
-        if value is not None:
+        if value is not None and not (key == "num_threads" and value == 0):
             out[key] = value
     providers = getattr(args, "providers", None)
     if providers:

@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "replay",
     "to_bag",
     "evaluate_pairs",
+    "evaluate_homography",
+    "make_homography_set",
     "make_synthetic",
     "export",
     "bench",

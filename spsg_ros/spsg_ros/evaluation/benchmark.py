@@ -54,6 +54,38 @@ upstream runs on a CPU) and ``lightglue-ref-full`` (the same network with
 reports the layers run (``stop_layer``), the points pruned per image, the
 matches, the speed-up over ``lightglue-ref`` and the share of keypoints whose
 match equals the reference's.
+
+**Against the machine's limit**: before the timed runs the CLI runs a GEMM
+probe (:func:`~spsg_ros.evaluation.flops.gemm_probe`: the fp32 GFLOP/s an
+n x n matrix product reaches here), and every result carries the FLOPs of each
+stage counted from the network its runner executes
+(:func:`~spsg_ros.evaluation.flops.runner_stage_flops`; LightGlue: counted on a
+call for the runners whose PyTorch network runs in this process), the achieved
+rate and its share of the probe's (:class:`AgainstLimit`).
+
+JSON (:func:`write_json`): top level ``environment``, ``settings`` (with
+``probe_size``), ``gemm_probe`` (``gflop_per_s``, ``n``, ``threads``,
+``library``, ``runs``, ``times_ms``; null with ``--probe-size 0``),
+``results`` and, with LightGlue, ``lightglue_results``. Every result has
+``runner``, ``size`` [H, W], ``k``, ``keypoints``, ``stages_ms`` {stage:
+{median, p90, max, n}}, ``speedup`` (SuperGlue rows: {image, superpoint, post,
+superglue, total}; LightGlue rows: one number), ``peak_rss_mb``, ``model_mb``,
+``description`` and
+
+- ``flops``: {stage: {``conv_gflop``, ``matmul_gflop``, ``gflop`` (conv +
+  matmul; FLOPs = 2 x multiply-adds), ``exp_m`` (millions of exponentials),
+  ``sinkhorn_exp_m`` (of which in the optimal transport),
+  ``sinkhorn_matmul_gflop`` (matmul FLOPs in the optimal transport, part of
+  ``matmul_gflop``)} or null}: ``superpoint`` per image, ``superglue`` per
+  pair, ``total`` = 2 x superpoint + superglue, ``pre`` / ``post`` null;
+- ``gflop_per_s``: {stage: ``gflop`` / median seconds, or null};
+- ``probe_share``: {stage: ``gflop_per_s`` / the probe's ``gflop_per_s``, or
+  null without a probe or a count};
+- ``probe_gflop_per_s``: the probe's rate (null without one);
+
+SuperGlue rows add ``agreement``; LightGlue rows ``stop_layer``, ``n_layers``,
+``num_pruned``, ``matches``, ``match_agree`` (their stage is ``lightglue``).
+Rates and shares are rounded to six significant digits.
 """
 
 from __future__ import annotations
@@ -69,6 +101,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from .flops import FlopCount, GemmProbe, count_call, runner_stage_flops
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +439,66 @@ def agreement(reference: PairOutput, other: PairOutput) -> dict[str, float]:
 
 
 @dataclass
+class AgainstLimit:
+    """FLOPs per stage (None: not counted) and, with the timings, the achieved rate
+    and its share of the GEMM probe's rate (None without a count or a probe)."""
+
+    flops: dict[str, FlopCount | None] = field(default_factory=dict)
+    gflop_per_s: dict[str, float | None] = field(default_factory=dict)
+    probe_share: dict[str, float | None] = field(default_factory=dict)
+    probe_gflop_per_s: float | None = None
+
+    @classmethod
+    def measure(
+        cls,
+        flops: Mapping[str, FlopCount | None],
+        stages_ms: Mapping[str, Mapping[str, float]],
+        probe: GemmProbe | None,
+    ) -> "AgainstLimit":
+        rates: dict[str, float | None] = {}
+        shares: dict[str, float | None] = {}
+        for stage, count in flops.items():
+            median_ms = stages_ms.get(stage, {}).get("median", float("nan"))
+            rate = None
+            if count is not None and median_ms == median_ms and median_ms > 0:
+                rate = count.gflop / (median_ms / 1000.0)
+            rates[stage] = rate
+            shares[stage] = (
+                rate / probe.gflop_per_s if rate is not None and probe is not None else None
+            )
+        return cls(dict(flops), rates, shares, probe.gflop_per_s if probe else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flops": {s: (c.to_json() if c is not None else None) for s, c in self.flops.items()},
+            "gflop_per_s": {s: _rounded(v) for s, v in self.gflop_per_s.items()},
+            "probe_share": {s: _rounded(v) for s, v in self.probe_share.items()},
+            "probe_gflop_per_s": _rounded(self.probe_gflop_per_s),
+        }
+
+
+def _rounded(v: float | None) -> float | None:
+    """Six significant digits (rates and shares span orders of magnitude)."""
+    return None if v is None else float(f"{float(v):.6g}")
+
+
+def _result_json(r, stages_ms: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every bench result carries (SuperGlue and LightGlue rows)."""
+    return {
+        "runner": r.runner,
+        "size": list(r.size),
+        "k": r.k,
+        "keypoints": list(r.keypoints),
+        "stages_ms": dict(stages_ms),
+        "speedup": r.speedup,
+        "peak_rss_mb": r.peak_rss_mb,
+        "model_mb": r.model_mb,
+        **(r.limit or AgainstLimit()).to_json(),
+        "description": _jsonable(r.description),
+    }
+
+
+@dataclass
 class BenchResult:
     runner: str
     size: tuple[int, int]
@@ -416,20 +510,10 @@ class BenchResult:
     model_mb: float | None = None
     agreement: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
+    limit: AgainstLimit | None = None  # FLOPs, GFLOP/s, share of the GEMM probe
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "runner": self.runner,
-            "size": list(self.size),
-            "k": self.k,
-            "keypoints": list(self.keypoints),
-            "stages_ms": self.stages,
-            "speedup": self.speedup,
-            "peak_rss_mb": self.peak_rss_mb,
-            "model_mb": self.model_mb,
-            "agreement": self.agreement,
-            "description": _jsonable(self.description),
-        }
+        return {**_result_json(self, self.stages), "agreement": self.agreement}
 
 
 def _jsonable(obj):
@@ -454,9 +538,13 @@ def run_benchmark(
     baseline: str | None = BASELINE,
     gap: float = 0.1,
     progress: Callable[[str], None] | None = None,
+    probe: GemmProbe | None = None,
+    count_flops: bool = True,
 ) -> list[BenchResult]:
     """Time every stage of every runner on every (size, K) with :func:`time_stage`;
-    speed-ups against ``baseline`` (a runner name) within the same (size, K).
+    speed-ups against ``baseline`` (a runner name) within the same (size, K);
+    with ``count_flops`` each runner's FLOPs per stage (:func:`stage_flops`), the
+    achieved GFLOP/s and their share of ``probe``'s rate (:class:`AgainstLimit`).
     ``gap`` seconds of idle before each call let the previous runner's worker
     threads, which busy-wait for a while after their work (OpenMP, ONNX
     Runtime), go to sleep so that they do not slow the next runner down.
@@ -501,6 +589,9 @@ def run_benchmark(
                 )
                 if ref_out is not None and runner.name != baseline:
                     res.agreement = agreement(ref_out, out)
+                if count_flops:
+                    counts = stage_flops(runner, tuple(size), res.keypoints)
+                    res.limit = AgainstLimit.measure(counts, res.stages, probe)
                 block.append(res)
             ref = next((r for r in block if r.runner == baseline), None)
             if ref is not None:
@@ -516,6 +607,18 @@ def run_benchmark(
     return results
 
 
+def stage_flops(
+    runner: BackendRunner, size: tuple[int, int], keypoints: tuple[int, int]
+) -> dict[str, FlopCount | None]:
+    """The FLOPs of each stage for ``runner`` (see :func:`.flops.runner_stage_flops`);
+    every stage None, with a warning, when counting fails: the timings stand alone."""
+    try:
+        return runner_stage_flops(runner.backend, size, keypoints)
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("bench: no FLOP count for %s: %s", runner.name, exc)
+        return dict.fromkeys(STAGES)
+
+
 # ---- LightGlue ----------------------------------------------------------------
 class LightGlueRunner:
     """One LightGlue row: ``match(features0, features1) -> LightGlueResult``."""
@@ -526,11 +629,14 @@ class LightGlueRunner:
         match: Callable[[Any, Any], Any],
         description: Mapping[str, Any],
         model_mb: float | None = None,
+        torch_in_process: bool = False,
     ):
         self.name = name
         self.match = match
         self.description = dict(description)
         self.model_mb = model_mb
+        # the PyTorch network runs in this process: its FLOPs can be counted on a call
+        self.torch_in_process = torch_in_process
 
 
 def lightglue_reference(
@@ -563,6 +669,7 @@ def lightglue_reference(
         matcher.match,
         description,
         None if before is None or after is None else after - before,
+        torch_in_process=True,
     )
 
 
@@ -582,11 +689,15 @@ def backend_lightglue(runner: BackendRunner, config: Mapping[str, Any]) -> Light
     after = rss_mb()
     description = dict(runner.description, weights=str(cfg["weights"]))
     description.update((k, v) for k, v in cfg.items() if k not in ("weights", "weights_dir"))
+    from ..backends.base import Backend
+
     return LightGlueRunner(
         runner.name,
         lambda f0, f1: match(f0, f1, cfg),
         description,
         None if before is None or after is None else after - before,
+        # the base class's lightglue is the PyTorch network (the exported ones override it)
+        torch_in_process=getattr(type(runner.backend), "lightglue", None) is Backend.lightglue,
     )
 
 
@@ -627,23 +738,16 @@ class LightGlueBenchResult:
     peak_rss_mb: float | None = None
     model_mb: float | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    limit: AgainstLimit | None = None  # FLOPs, GFLOP/s, share of the GEMM probe
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runner": self.runner,
-            "size": list(self.size),
-            "k": self.k,
-            "keypoints": list(self.keypoints),
-            "stages_ms": {LIGHTGLUE_STAGE: self.stage},
+            **_result_json(self, {LIGHTGLUE_STAGE: self.stage}),
             "stop_layer": self.stop_layer,
             "n_layers": self.n_layers,
             "num_pruned": list(self.num_pruned),
             "matches": self.matches,
-            "speedup": self.speedup,
             "match_agree": self.match_agree,
-            "peak_rss_mb": self.peak_rss_mb,
-            "model_mb": self.model_mb,
-            "description": _jsonable(self.description),
         }
 
 
@@ -676,9 +780,15 @@ def run_lightglue_benchmark(
     reference: str | None = LIGHTGLUE_REFERENCE,
     gap: float = 0.1,
     progress: Callable[[str], None] | None = None,
+    probe: GemmProbe | None = None,
+    count_flops: bool = True,
 ) -> list[LightGlueBenchResult]:
     """Time every LightGlue runner on the same pair of feature sets (from
-    ``features_from``) per (size, K); speed-ups and match agreement against ``reference``."""
+    ``features_from``) per (size, K); speed-ups and match agreement against ``reference``.
+    With ``count_flops``, runners whose PyTorch network runs in this process get
+    their FLOPs counted on one more (untimed) call (:func:`.flops.count_call`: what
+    that call ran, adaptive depth and width included); the exported runners' stay
+    None (their work is outside torch)."""
     from ..features.superpoint_post import superpoint_config
 
     results: list[LightGlueBenchResult] = []
@@ -724,6 +834,15 @@ def run_lightglue_benchmark(
                         ]
                     )
                     res.match_agree = float(same.mean()) if same.size else 1.0
+                if count_flops:
+                    count = (
+                        count_call(lambda r=runner: r.match(f0, f1))
+                        if runner.torch_in_process
+                        else None
+                    )
+                    res.limit = AgainstLimit.measure(
+                        {LIGHTGLUE_STAGE: count}, {LIGHTGLUE_STAGE: t.stats}, probe
+                    )
                 results.append(res)
     return results
 
@@ -746,7 +865,7 @@ def format_lightglue_table(
         )
         lines.append(
             f"{'runner':<{name_w}} {'LightGlue':>20} {'layers':>7} {'pruned':>11} "
-            f"{'matches':>8} {'x LG':>7} {'peak MB':>8} {'m agr':>7}"
+            f"{'matches':>8} {'x LG':>7} {'peak MB':>8} {'m agr':>7} {'GFLOP GFLOP/s %probe':>22}"
         )
         for r in rows:
             st = r.stage
@@ -761,13 +880,18 @@ def format_lightglue_table(
                 row += f" {'(ref)':>7}"
             elif r.match_agree is not None:
                 row += f" {100 * r.match_agree:6.1f}%"
+            else:
+                row += f" {'':>7}"
+            row += f" {_limit_cell(r.limit, LIGHTGLUE_STAGE, 22)}"
             lines.append(row)
         lines.append("")
     lines.append(
         f"layers: layers run / of the network; pruned: points pruned in image 0 / 1; x LG: "
         f"speed-up over '{reference}' (networks.lightglue, CPU, pruning_rule cpu, adaptive) "
         f"in the same run; '{LIGHTGLUE_FULL}': all layers, no pruning; m agr: share of the "
-        "keypoints matched as the reference matches them."
+        "keypoints matched as the reference matches them. GFLOP: counted on the call for the "
+        "runners whose PyTorch network runs in this process (n/a: exported models); GFLOP/s: "
+        "GFLOP / median time; %probe: of the GEMM probe."
     )
     return "\n".join(lines)
 
@@ -844,6 +968,67 @@ def format_table(results: Sequence[BenchResult], baseline: str | None = BASELINE
     return "\n".join(lines)
 
 
+LIMIT_STAGES = ("superpoint", "superglue", "total")
+
+
+def format_limit_table(
+    results: Sequence[BenchResult],
+    probe: GemmProbe | None,
+    machine: Mapping[str, Any] | None = None,
+) -> str:
+    """The runs against the machine's limit: the GEMM probe's rate and the CPU in
+    the header, then per (size, K) a row per runner with, for the SuperPoint
+    network (per image), SuperGlue (per pair) and the pair total, the counted
+    GFLOP, the achieved GFLOP/s and its share of the probe's rate."""
+    machine = environment() if machine is None else machine
+    cpu = machine.get("cpu", machine.get("machine", "unknown CPU"))
+    if probe is not None:
+        threads = f", {probe.threads} threads" if probe.threads else ""
+        head = (
+            f"== against the limit: GEMM probe {probe.gflop_per_s:.1f} GFLOP/s (fp32 "
+            f"{probe.n}^3, {probe.library}{threads}) on {cpu} ({machine.get('cpus')} CPUs)"
+        )
+    else:
+        head = f"== against the limit: no GEMM probe (shares n/a) on {cpu}"
+    lines = [head]
+    blocks: dict[tuple, list[BenchResult]] = {}
+    for r in results:
+        blocks.setdefault((r.size, r.k), []).append(r)
+    name_w = max([len(r.runner) for r in results] + [8])
+    for (size, k), rows in blocks.items():
+        lines.append(f"-- {size[0]}x{size[1]} (HxW), K={k}: GFLOP, GFLOP/s, % of probe")
+        lines.append(
+            f"{'runner':<{name_w}} " + " ".join(f"{STAGE_TITLES[s]:>24}" for s in LIMIT_STAGES)
+        )
+        for r in rows:
+            cells = [_limit_cell(r.limit, s, 24) for s in LIMIT_STAGES]
+            lines.append(f"{r.runner:<{name_w}} " + " ".join(cells))
+        lines.append("")
+    lines.append(
+        "GFLOP: 2 x multiply-adds of convolutions and matrix products, counted on the network "
+        "each runner executes (SP net per image, SuperGlue per pair, total = 2 SP + SG; "
+        "exponentials in the JSON); GFLOP/s: GFLOP / median time; %: of the GEMM probe."
+    )
+    return "\n".join(lines)
+
+
+def _limit_cell(limit: AgainstLimit | None, stage: str, width: int) -> str:
+    """``GFLOP GFLOP/s share%`` of one stage, n/a where not known."""
+    limit = limit or AgainstLimit()
+    count = limit.flops.get(stage)
+    share = limit.probe_share.get(stage)
+    return (
+        f"{_num(count.gflop if count else None)} {_num(limit.gflop_per_s.get(stage))} "
+        f"{_num(None if share is None else 100 * share)}%"
+    ).rjust(width)
+
+
+def _num(v: float | None) -> str:
+    if v is None or v != v:
+        return "n/a"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
 def _fmt(v: float) -> str:
     if v != v:  # nan
         return "n/a"
@@ -859,12 +1044,16 @@ def write_json(
     results: Sequence[BenchResult],
     settings: Mapping[str, Any],
     lightglue_results: Sequence[LightGlueBenchResult] | None = None,
+    probe: GemmProbe | None = None,
 ) -> Path:
+    """All results as JSON: ``environment``, ``settings``, ``gemm_probe`` (None when
+    no probe ran), ``results`` and, with LightGlue, ``lightglue_results``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "environment": environment(),
         "settings": _jsonable(dict(settings)),
+        "gemm_probe": probe.to_json() if probe is not None else None,
         "results": [r.to_json() for r in results],
     }
     if lightglue_results is not None:

@@ -14,13 +14,29 @@ if TYPE_CHECKING:  # the backends layer sits above; this is for annotations only
 
 
 def to_network_input(images: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 grayscale images of one size -> (B, 1, H, W) float32 in [0, 1]."""
-    batch = np.stack([np.asarray(img) for img in images])
-    if batch.ndim != 3:
-        raise ValueError(f"expected grayscale (H, W) images, got shape {batch.shape[1:]}")
-    if batch.dtype == np.uint8:
-        return (batch.astype(np.float32) / np.float32(255.0))[:, None]
-    return batch.astype(np.float32)[:, None]
+    """uint8 grayscale images of one size -> (B, 1, H, W) float32 in [0, 1].
+
+    The batch is the one full-size array made: each image is converted straight into
+    its slot (uint8 / 255 in float32, the same arithmetic as ``astype`` then divide).
+    """
+    arrays = [np.asarray(img) for img in images]
+    if not arrays:
+        raise ValueError("no images to batch")
+    first = arrays[0]
+    for image in arrays:
+        if image.ndim != 2:
+            raise ValueError(f"expected grayscale (H, W) images, got shape {image.shape}")
+        if image.shape != first.shape:
+            raise ValueError(
+                f"images of one batch must have one size: {first.shape} and {image.shape}"
+            )
+    batch = np.empty((len(arrays), 1) + first.shape, np.float32)
+    for slot, image in zip(batch, arrays):
+        if image.dtype == np.uint8:
+            np.divide(image, np.float32(255.0), out=slot[0])
+        else:
+            slot[0] = image  # cast as astype(np.float32) does
+    return batch
 
 
 class SuperPointExtractor:

@@ -161,7 +161,13 @@ def validate(user: Mapping[str, Any]) -> dict[str, Any]:
         lambda v: isinstance(v, Mapping),
         "a mapping of backend keyword arguments",
     )
-    cfg["backend"] = dict(backend, options=dict(backend["options"]))
+    options = dict(backend["options"])
+    if backend["num_threads"]:
+        # the thread count goes to the backend as its num_threads option (every built-in
+        # backend takes it); 0 (auto) is each backend's own default, so it is not passed
+        # and backends registered without the option keep working
+        options["num_threads"] = backend["num_threads"]
+    cfg["backend"] = dict(backend, options=options)
 
     sp_user = dict(DEFAULT_CONFIG["superpoint"], **_section(user, "superpoint"))
     cfg["superpoint"] = _named(superpoint_config, sp_user)

@@ -9,7 +9,8 @@ Three stages:
 * :func:`unpack` -- raw bytes to an array in the encoding's *raw layout*
   (what cv_bridge's ``passthrough`` gives): honours ``step`` (row padding; the
   last row may come without it) and ``is_bigendian``; the array is in native
-  byte order and owns its memory.
+  byte order and owns its memory (``copy=False``: a read-only view of the data
+  where the layout allows, as the node uses it: no image copied twice).
 * :func:`to_standard` -- Bayer mosaics and YUV 4:2:2 to BGR (OpenCV
   ``cvtColor``); every other encoding is already standard.
 * :func:`to_gray` -- the frontend's uint8 grey image of an array in any
@@ -205,12 +206,21 @@ def as_bytes(data: Any) -> np.ndarray:
 
 
 def unpack(
-    height: int, width: int, encoding: str, step: int, is_bigendian: Any, data: Any
+    height: int,
+    width: int,
+    encoding: str,
+    step: int,
+    is_bigendian: Any,
+    data: Any,
+    copy: bool = True,
 ) -> np.ndarray:
     """Array (H, W) or (H, W, C) of raw image data in the raw layout of ``encoding``.
 
     Honours ``step`` (row padding; the last row need not carry its padding) and
     ``is_bigendian`` (16-bit data); the array is in native byte order and owns its memory.
+    ``copy=False``: a read-only view of ``data`` instead (rows strided by ``step``) when
+    it is in native byte order and aligned, else a copy as with ``copy=True``; the view
+    keeps ``data`` alive and must not outlive changes to it.
     """
     name = canonical_encoding(encoding)
     dtype, channels = layout(name)
@@ -231,13 +241,18 @@ def unpack(
             f"image data holds {raw.size} bytes, {width} x {height} {name} "
             f"with step {step} needs {needed}"
         )
-    total = step * height
-    if raw.size < total:  # the missing padding of the last row
-        raw = np.concatenate([raw, np.zeros(total - raw.size, np.uint8)])
-    rows = raw[:total].reshape(height, step)[:, :row_bytes]
-    pixels = np.array(rows, order="C").view(dtype)  # a copy: owns its memory
-    if dtype.itemsize > 1 and bool(is_bigendian) != (sys.byteorder == "big"):
-        pixels.byteswap(inplace=True)
+    # rows of row_bytes, step apart: the last row's missing padding is never read
+    rows = np.lib.stride_tricks.as_strided(
+        raw, shape=(height, row_bytes), strides=(step, 1), writeable=False
+    )
+    swap = dtype.itemsize > 1 and bool(is_bigendian) != (sys.byteorder == "big")
+    aligned = raw.ctypes.data % dtype.itemsize == 0 and step % dtype.itemsize == 0
+    if copy or swap or not aligned:
+        pixels = np.array(rows, order="C").view(dtype)  # a copy: owns its memory
+        if swap:
+            pixels.byteswap(inplace=True)
+    else:
+        pixels = rows.view(dtype)
     return pixels.reshape((height, width) if channels == 1 else (height, width, channels))
 
 
@@ -262,12 +277,20 @@ def to_standard(image: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
 
 
 def decode_image(
-    height: int, width: int, encoding: str, step: int, is_bigendian: Any, data: Any
+    height: int,
+    width: int,
+    encoding: str,
+    step: int,
+    is_bigendian: Any,
+    data: Any,
+    copy: bool = True,
 ) -> tuple[np.ndarray, str]:
     """(array, encoding) of the fields of a ``sensor_msgs/Image``: :func:`unpack`, then
-    :func:`to_standard`. The encoding returned is one of :data:`STANDARD_ENCODINGS`."""
+    :func:`to_standard`. The encoding returned is one of :data:`STANDARD_ENCODINGS`.
+    ``copy=False``: a read-only view of ``data`` where :func:`unpack` allows it (standard
+    encodings only: Bayer and YUV are converted into a new array either way)."""
     name = canonical_encoding(encoding)
-    return to_standard(unpack(height, width, name, step, is_bigendian, data), name)
+    return to_standard(unpack(height, width, name, step, is_bigendian, data, copy), name)
 
 
 def decode_compressed(data: Any, format: str = "") -> tuple[np.ndarray, str]:
@@ -357,12 +380,14 @@ def truncation_error(data: Any) -> Optional[str]:
     """
     raw = as_bytes(data)
     if raw.size >= 3 and bytes(raw[:3]) == _JPEG_SOI:
+        if bytes(raw[-2:]) == _JPEG_EOI:  # the usual case: no copy of the data
+            return None
         body = bytes(raw)
         if body.rstrip(b"\0").endswith(_JPEG_EOI) or _jpeg_has_end(body):
             return None
         return "truncated JPEG: no end-of-image marker (file cut short?)"
     if raw.size >= 8 and bytes(raw[:8]) == _PNG_SIGNATURE:
-        if _png_has_end(bytes(raw)):
+        if _png_has_end(memoryview(raw)):
             return None
         return "truncated PNG: no complete IEND chunk (file cut short?)"
     return None
@@ -403,7 +428,7 @@ def _jpeg_has_end(data: bytes) -> bool:
     return False
 
 
-def _png_has_end(data: bytes) -> bool:
+def _png_has_end(data: memoryview) -> bool:
     """Whether the chunks of a PNG lead to a complete IEND chunk."""
     n, pos = len(data), len(_PNG_SIGNATURE)
     while pos + 12 <= n:
@@ -479,26 +504,51 @@ def _remember(seen: set[str], key: str) -> None:
 def reduce_16_to_8(image: np.ndarray, depth: int) -> np.ndarray:
     """uint8 of 16-bit colour data of ``depth`` bits: v * 255 // (2**depth - 1), values
     above 2**depth - 1 clipped (depth 16: v // 257, as always)."""
-    if depth == 16:
-        return (image // 257).astype(np.uint8)
-    peak = (1 << depth) - 1
-    wide = np.minimum(image, peak).astype(np.uint32)
-    return (wide * 255 // peak).astype(np.uint8)
+    return _lookup_16_to_8(image, ("reduce", depth))
 
 
 def _mono16_to_8(image: np.ndarray, mode: str, depth: int = 16) -> np.ndarray:
-    if depth < 16:
-        image = np.minimum(image, (1 << depth) - 1)
-    if mode == "shift":
-        return (image >> (depth - 8)).astype(np.uint8)
     if mode == "minmax":
+        if depth < 16:
+            image = np.minimum(image, (1 << depth) - 1)
         lo, hi = int(image.min()), int(image.max())
         if hi == lo:
             return np.zeros(image.shape, np.uint8)
-        return np.round((image.astype(np.float32) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    # round(v / ((2**depth - 1) / 255)): depth 16 divides by 257.0, 12 by 4095 / 255
-    divisor = np.float32(((1 << depth) - 1) / 255.0)
-    return np.round(image.astype(np.float32) / divisor).astype(np.uint8)
+        # one float32 temporary, updated in place (same arithmetic as out-of-place)
+        stretched = image.astype(np.float32)
+        np.subtract(stretched, np.float32(lo), out=stretched)
+        np.multiply(stretched, np.float32(255.0 / (hi - lo)), out=stretched)
+        np.round(stretched, out=stretched)
+        return stretched.astype(np.uint8)
+    return _lookup_16_to_8(image, (mode, depth))
+
+
+# (rule, depth) -> 65536-entry uint8 table of a per-value 16 -> 8 bit rule: one look-up
+# instead of full-size float or uint32 temporaries, and the same values (the table is
+# computed with the very arithmetic the rule states, on every possible input)
+_TABLES_16_TO_8: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _table_16_to_8(rule: str, depth: int) -> np.ndarray:
+    values = np.arange(1 << 16, dtype=np.uint32)
+    peak = (1 << depth) - 1
+    if depth < 16:
+        values = np.minimum(values, peak)
+    if rule == "reduce":
+        table = values // 257 if depth == 16 else values * 255 // peak
+    elif rule == "shift":
+        table = values >> (depth - 8)
+    else:  # scale: round(v / ((2**depth - 1) / 255)): depth 16 divides by 257.0
+        divisor = np.float32(peak / 255.0)
+        table = np.round(values.astype(np.float32) / divisor)
+    return table.astype(np.uint8)
+
+
+def _lookup_16_to_8(image: np.ndarray, key: tuple[str, int]) -> np.ndarray:
+    table = _TABLES_16_TO_8.get(key)
+    if table is None:
+        table = _TABLES_16_TO_8[key] = _table_16_to_8(*key)
+    return table[image]
 
 
 def to_gray(

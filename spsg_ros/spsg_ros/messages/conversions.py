@@ -147,7 +147,7 @@ class MessageTypes:
         if flat.dtype == np.bool_:
             return [bool(v) for v in flat]
         seq = array.array(_TYPECODES[flat.dtype])
-        seq.frombytes(flat.tobytes())
+        seq.frombytes(memoryview(flat).cast('B'))  # one copy, no bytes object in between
         return seq
 
 
@@ -192,16 +192,17 @@ def canonical_encoding(encoding: str) -> str:
     return images.canonical_encoding(encoding)
 
 
-def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
+def image_msg_to_array(msg, copy: bool = True) -> Tuple[np.ndarray, str]:
     """
     Array (H, W) or (H, W, C) in native byte order and the encoding of a sensor_msgs/Image.
 
     Decoded by :func:`spsg_ros.images.decode_image`: honours ``step`` and
     ``is_bigendian``; Bayer and YUV 4:2:2 come back as bgr8 (bgr16); the array owns
-    its memory.
+    its memory. ``copy=False`` (the node): a read-only view of ``msg.data`` where the
+    layout allows, so the image is not copied on its way to the frontend.
     """
     return images.decode_image(
-        msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data
+        msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data, copy
     )
 
 

@@ -62,7 +62,7 @@ SUPERGLUE_OUTPUTS = (SUPERGLUE_OUTPUT,)
 
 DEFAULT_OPSET = 17
 #: bumped whenever the exported graphs change; part of the backends' model-cache keys
-EXPORT_REVISION = 2
+EXPORT_REVISION = 3
 DEFAULT_NUM_SLOTS = 1024
 SIDECAR_FORMAT = "spsg_ros.onnx"
 SIDECAR_VERSION = 1

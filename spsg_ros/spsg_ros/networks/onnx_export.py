@@ -305,6 +305,7 @@ def export_superglue(
     image (static), or dynamic K0/K1 when ``num_slots`` is None."""
     _require_export_deps()
     from .config import superglue_config
+    from .superglue import SINKHORN_ABSORB_EVERY
     from ..networks.weights import load_superglue
 
     out_path = Path(out_path)
@@ -358,6 +359,8 @@ def export_superglue(
         "fp16": fp16,
         "io_dtype": "float32",
         "optimal_transport_dtype": "float32",
+        "optimal_transport": "Sinkhorn in the scaling domain, scalings absorbed into the log "
+        f"potentials every {SINKHORN_ABSORB_EVERY} iterations",
         "simplified": tool,
         "source_weights": _weights_info(weights, "superglue", weights_dir),
         "exporter": _versions(),

@@ -48,8 +48,11 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
 from sensor_msgs.msg import Image as ImageMsg
 
+from .worker import FrameClock
 from .worker import LatencyStats
 from .worker import LatestFrameWorker
+from .worker import OVERHEAD_PARTS
+from .worker import OverheadStats
 from .worker import RateMeter
 from .worker import StereoPairing
 from .. import parameters
@@ -141,11 +144,14 @@ class FrontendNode(Node):
         # the first frontend creates and owns the backend; rebuilt ones share it
         self._backend_owner = self._frontend
         description = self._frontend.backend.describe()
+        self.backend_description = dict(description)
         self._backend_label = ', '.join(f'{k}={v}' for k, v in description.items())
         self._log_backend_choice(values['backend'])
         self.get_logger().info(f'{self._mode} frontend ready: {self._backend_label}')
 
         self._latency = LatencyStats(values['latency_window'])
+        # the node's own time per frame (diagnostics; public for in-process measurements)
+        self.overhead = OverheadStats(values['latency_window'])
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
         self._bad_inputs = 0
@@ -283,13 +289,15 @@ class FrontendNode(Node):
     # --- callbacks (executor thread: keep short) ----------------------------
 
     def _on_image(self, msg):
+        clock = FrameClock(time.monotonic())  # first: the arrival the overhead counts from
         self._input_rate.tick()
-        self._worker.submit((time.monotonic(), msg, None))
+        self._worker.submit((clock, msg, None))
 
     def _on_stereo(self, left, right):
+        clock = FrameClock(time.monotonic())
         self._input_rate.tick()
         self._pairing.paired(conversions.header_stamp_ns(left), conversions.header_stamp_ns(right))
-        self._worker.submit((time.monotonic(), left, right))
+        self._worker.submit((clock, left, right))
 
     def _on_stereo_image(self, msg, side):
         if self._pairing.arrived(side, conversions.header_stamp_ns(msg)):
@@ -361,7 +369,7 @@ class FrontendNode(Node):
                     f'cv_bridge failed ({error}); using the built-in image conversion from now on',
                 )
                 self._bridge = None
-        return conversions.image_msg_to_array(msg)
+        return conversions.image_msg_to_array(msg, copy=False)  # a view: no image copy
 
     def _camera_info(self, side):
         msg = self._camera_infos.get(side)
@@ -403,21 +411,25 @@ class FrontendNode(Node):
         )
 
     def _process(self, item):
-        received, left_msg, right_msg = item
+        clock, left_msg, right_msg = item
         with self._settings_lock:
             settings = dict(self._settings)
             pending, self._pending_config = self._pending_config, None
         if pending is not None:
             self._rebuild_frontend(pending)
         right = None
+        clock.converting = clock.now()  # a rebuild above counts as queueing
         try:
             if right_msg is None:
                 current = self._frame(left_msg, 'mono')
+                clock.frontend_start = clock.now()
                 result = self._frontend.process(current)
             else:
                 current = self._frame(left_msg, 'left')
                 right = self._frame(right_msg, 'right')
+                clock.frontend_start = clock.now()
                 result = self._frontend.process_stereo(current, right)
+            clock.frontend_end = clock.now()
         except conversions.ImageConversionError as error:
             self._bad_inputs += 1
             self._last_status = f'bad input image: {error}'
@@ -433,7 +445,7 @@ class FrontendNode(Node):
             self._last_status = 'ok'
         if self._shutting_down:
             return
-        self._publish(result, current, right, received, settings)
+        self._publish(result, current, right, clock, settings)
 
     def _unpaired_recently(self):
         """Stereo images went unpaired in the last UNPAIRED_WARN_S seconds."""
@@ -457,9 +469,9 @@ class FrontendNode(Node):
         except Exception as error:  # noqa: B902 - keep the running frontend on failure
             self.get_logger().error(f'frontend parameters not applied: {error}')
 
-    def _publish(self, result, current, right, received, settings):
+    def _publish(self, result, current, right, clock, settings):
         types = self._types
-        latency_ms = (time.monotonic() - received) * 1000.0
+        latency_ms = (clock.now() - clock.arrival) * 1000.0
         messages = conversions.frame_result_to_messages(
             types,
             result,
@@ -470,25 +482,27 @@ class FrontendNode(Node):
             right_frame_id=None if right is None else right.frame_id,
         )
         publishers = self._output_publishers
-        publishers['keypoints'].publish(messages.keypoints)
+        clock.publish(publishers['keypoints'].publish, messages.keypoints)
         if messages.matches is not None:
-            publishers['matches'].publish(messages.matches)
-        publishers['relative_pose'].publish(messages.relative_pose)
+            clock.publish(publishers['matches'].publish, messages.matches)
+        clock.publish(publishers['relative_pose'].publish, messages.relative_pose)
         if self._mode == 'stereo':
             if messages.right_keypoints is not None:
-                publishers['right/keypoints'].publish(messages.right_keypoints)
+                clock.publish(publishers['right/keypoints'].publish, messages.right_keypoints)
             if messages.stereo_matches is not None:
-                publishers['stereo_matches'].publish(messages.stereo_matches)
-        self._publish_trajectory(result, settings)
+                clock.publish(publishers['stereo_matches'].publish, messages.stereo_matches)
+        self._publish_trajectory(result, settings, clock)
         if publishers['matches_image'].get_subscription_count() > 0:
-            self._publish_matches_image(result, current, right, settings)
+            self._publish_matches_image(result, current, right, settings, clock)
             self._pictures_drawn += 1
         self._references.remember(result, current.image, current.encoding)
-        publishers['frontend_status'].publish(messages.status)
-        self._latency.add((time.monotonic() - received) * 1000.0)
+        clock.publish(publishers['frontend_status'].publish, messages.status)
+        clock.published = clock.now()
+        self.overhead.add(clock)
+        self._latency.add((clock.published - clock.arrival) * 1000.0)
         self._output_rate.tick()
 
-    def _publish_trajectory(self, result, settings):
+    def _publish_trajectory(self, result, settings, clock):
         types = self._types
         world = settings['odom_frame_id']
         child = settings['odom_child_frame_id'] or result.frame_id
@@ -505,8 +519,9 @@ class FrontendNode(Node):
         if T_world_cur is None:  # no valid pose: publish nothing rather than a stale pose
             self._frames_without_pose += 1
             return
-        self._output_publishers['odometry'].publish(
-            conversions.odometry_msg(types, T_world_cur, result.stamp_ns, world, child)
+        clock.publish(
+            self._output_publishers['odometry'].publish,
+            conversions.odometry_msg(types, T_world_cur, result.stamp_ns, world, child),
         )
         limit = settings['path_max_length']
         if limit > 0:
@@ -514,8 +529,9 @@ class FrontendNode(Node):
                 conversions.pose_stamped_msg(types, T_world_cur, result.stamp_ns, world)
             )
             del self._path_poses[:-limit]
-            self._output_publishers['trajectory'].publish(
-                conversions.path_msg(types, self._path_poses, result.stamp_ns, world)
+            clock.publish(
+                self._output_publishers['trajectory'].publish,
+                conversions.path_msg(types, self._path_poses, result.stamp_ns, world),
             )
         if settings['publish_tf'] and self._tf_broadcaster is None:
             try:
@@ -525,13 +541,14 @@ class FrontendNode(Node):
             else:
                 self._tf_broadcaster = TransformBroadcaster(self)
         if settings['publish_tf'] and self._tf_broadcaster is not None:
-            self._tf_broadcaster.sendTransform(
+            clock.publish(
+                self._tf_broadcaster.sendTransform,
                 conversions.transform_stamped_msg(
                     types, T_world_cur, result.stamp_ns, world, child
-                )
+                ),
             )
 
-    def _publish_matches_image(self, result, current, right, settings):
+    def _publish_matches_image(self, result, current, right, settings, clock):
         import cv2
 
         if right is not None:
@@ -578,10 +595,11 @@ class FrontendNode(Node):
                 (max_width, max(1, int(picture.shape[0] * scale))),
                 interpolation=cv2.INTER_AREA,
             )
-        self._output_publishers['matches_image'].publish(
+        clock.publish(
+            self._output_publishers['matches_image'].publish,
             conversions.array_to_image_msg(
                 self._types, picture, 'bgr8', result.stamp_ns, result.frame_id
-            )
+            ),
         )
 
     # --- diagnostics and shutdown -------------------------------------------------
@@ -600,6 +618,7 @@ class FrontendNode(Node):
         stat.add('matcher', self._last_matcher or self._values['matcher'])
         stat.add('latency p50 (ms)', f'{p50:.1f}')
         stat.add('latency p90 (ms)', f'{p90:.1f}')
+        self._diagnose_overhead(stat)
         stat.add('input rate (Hz)', f'{self._input_rate.rate():.2f}')
         stat.add('output rate (Hz)', f'{self._output_rate.rate():.2f}')
         stat.add('frames received', str(worker.submitted))
@@ -616,6 +635,27 @@ class FrontendNode(Node):
             stat.add('unpaired right images', str(self._pairing.unpaired[1]))
         stat.add('cv_bridge', 'yes' if self._bridge is not None else 'no (built-in conversion)')
         return stat
+
+    def _diagnose_overhead(self, stat):
+        """Add the node's own time per frame (arrival to last publish, minus the frontend)."""
+        summary = self.overhead.summary()
+        stat.add('frontend time p50 (ms)', f'{summary["frontend"][50.0]:.2f}')
+        stat.add('node overhead p50 (ms)', f'{summary["overhead"][50.0]:.3f}')
+        stat.add('node overhead p90 (ms)', f'{summary["overhead"][90.0]:.3f}')
+        stat.add('node overhead share p50 (%)', f'{summary["share"][50.0]:.2f}')
+        stat.add('node overhead share p90 (%)', f'{summary["share"][90.0]:.2f}')
+        for part in OVERHEAD_PARTS:
+            stat.add(
+                f'node overhead {part} p50/p90 (ms)',
+                f'{summary[part][50.0]:.3f} / {summary[part][90.0]:.3f}',
+            )
+        last = self.overhead.last()
+        if last is not None:  # one frame's parts add up to its overhead (medians need not)
+            parts = ', '.join(f'{part} {last[part]:.3f}' for part in OVERHEAD_PARTS)
+            stat.add(
+                'node overhead last frame (ms)',
+                f'{last["overhead"]:.3f} = {parts}; frontend {last["frontend"]:.3f}',
+            )
 
     def destroy_node(self):
         """

@@ -272,3 +272,135 @@ class StereoPairing:
         seen[stamp] = None
         while len(seen) > limit:
             seen.pop(next(iter(seen)))
+
+
+class FrameClock:
+    """
+    Monotonic times of one frame's way through the node, from arrival to its last publish.
+
+    The node marks each step; :class:`OverheadStats` turns a finished clock into the
+    node's own share of the frame's time. All times are ``clock()`` seconds.
+    """
+
+    __slots__ = (
+        'arrival',
+        'converting',
+        'frontend_start',
+        'frontend_end',
+        'published',
+        'publishing',
+        '_clock',
+    )
+
+    def __init__(self, arrival: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.arrival = arrival  # subscription (stereo: synchroniser) callback entry
+        self.converting: Optional[float] = None  # worker took the frame, decoding starts
+        self.frontend_start: Optional[float] = None
+        self.frontend_end: Optional[float] = None
+        self.published: Optional[float] = None  # after the frame's last publish
+        self.publishing = 0.0  # seconds spent inside publish calls
+
+    def now(self) -> float:
+        return self._clock()
+
+    def publish(self, publish: Callable[[Any], None], msg: Any) -> None:
+        """Publish ``msg`` with ``publish``; the call's duration counts as publishing."""
+        start = self._clock()
+        try:
+            publish(msg)
+        finally:
+            self.publishing += self._clock() - start
+
+
+#: The node's own parts of a frame's time: waiting in the keep-latest worker, image
+#: decoding, message building (and the trajectory, match image) and publish calls.
+OVERHEAD_PARTS = ('queueing', 'conversion', 'building', 'publishing')
+
+
+class OverheadStats:
+    """
+    The node's own overhead per frame: time from arrival to the last publish minus the frontend.
+
+    overhead = (published - arrival) - (frontend end - frontend start), split exactly
+    into queueing (arrival -> conversion start: waiting for the worker), conversion
+    (image decoding up to the frontend call), building (after the frontend, all but
+    the publish calls) and publishing. Keeps the last ``window`` frames; percentiles
+    are computed only when asked (diagnostics, once a second).
+    """
+
+    def __init__(self, window: int = 200) -> None:
+        # rows of milliseconds: frontend, overhead, then OVERHEAD_PARTS
+        self._rows: Deque[Tuple[float, ...]] = deque(maxlen=max(1, int(window)))
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def breakdown(clock: FrameClock) -> Dict[str, float]:
+        """Milliseconds of a finished clock: frontend, overhead and its parts."""
+        marks = (clock.converting, clock.frontend_start, clock.frontend_end, clock.published)
+        if any(mark is None for mark in marks):
+            raise ValueError('frame clock not finished: every step must be marked')
+        converting, start, end, published = marks
+        after = published - end
+        parts = {
+            'queueing': converting - clock.arrival,
+            'conversion': start - converting,
+            'building': after - clock.publishing,
+            'publishing': clock.publishing,
+        }
+        times = {'frontend': end - start, 'overhead': (published - clock.arrival) - (end - start)}
+        times.update(parts)
+        return {name: value * 1000.0 for name, value in times.items()}
+
+    def add(self, clock: FrameClock) -> Dict[str, float]:
+        """Record a finished frame; return its :meth:`breakdown`."""
+        times = self.breakdown(clock)
+        row = (times['frontend'], times['overhead']) + tuple(times[p] for p in OVERHEAD_PARTS)
+        with self._lock:
+            self._rows.append(row)
+        return times
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        """Forget the frames so far (e.g. a warm-up)."""
+        with self._lock:
+            self._rows.clear()
+
+    def frames(self) -> List[Dict[str, float]]:
+        """Milliseconds of every frame in the window, oldest first (see :meth:`breakdown`)."""
+        names = ('frontend', 'overhead') + OVERHEAD_PARTS
+        with self._lock:
+            rows = list(self._rows)
+        return [dict(zip(names, row)) for row in rows]
+
+    def last(self) -> Optional[Dict[str, float]]:
+        """Milliseconds of the newest frame (frontend, overhead, parts), None before one."""
+        with self._lock:
+            row = self._rows[-1] if self._rows else None
+        if row is None:
+            return None
+        return dict(zip(('frontend', 'overhead') + OVERHEAD_PARTS, row))
+
+    def summary(
+        self, quantiles: Tuple[float, ...] = (50.0, 90.0)
+    ) -> Dict[str, Dict[float, float]]:
+        """
+        Percentiles over the window of each time, and of the overhead's share.
+
+        Keys: frontend, overhead, the parts (ms) and ``share`` (overhead / frontend per
+        frame, percent); each maps quantile -> value. NaN without frames.
+        """
+        with self._lock:
+            rows = np.array(self._rows, np.float64).reshape(-1, 2 + len(OVERHEAD_PARTS))
+        names = ('frontend', 'overhead') + OVERHEAD_PARTS
+        columns = {name: rows[:, i] for i, name in enumerate(names)}
+        frontend = columns['frontend']
+        columns['share'] = 100.0 * columns['overhead'] / np.maximum(frontend, 1e-9)
+        if rows.shape[0] == 0:
+            return {name: {q: float('nan') for q in quantiles} for name in columns}
+        return {
+            name: dict(zip(quantiles, (float(v) for v in np.percentile(values, quantiles))))
+            for name, values in columns.items()
+        }
