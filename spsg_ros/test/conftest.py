@@ -194,6 +194,21 @@ def decisive_superglue_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def comparable_weights(request) -> dict:
+    """Weights whose outputs compare exactly across runtimes: the trained SuperPoint
+    where the shared folder has it (no near-ties in the top-k; else the generated
+    random one) and the decisive random SuperGlue; ``trained`` says which SuperPoint."""
+    superglue = request.getfixturevalue("decisive_superglue_weights")
+    try:
+        superpoint = request.getfixturevalue("shared_weights")["superpoint"]
+        trained = True
+    except pytest.skip.Exception:
+        superpoint = request.getfixturevalue("generated_weights")["superpoint"]
+        trained = False
+    return {"superpoint": superpoint, "superglue": superglue, "trained": trained}
+
+
 def textured_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarray:
     """A uint8 grayscale image with blobs, edges and corners (many keypoints)."""
     import cv2

@@ -57,15 +57,8 @@ def _export_superglue(weights: Path, path: Path, k: int | None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def weights(request):
-    """Trained SuperPoint weights where the shared folder has them (else random),
-    and a decisive random SuperGlue (see conftest) so that matches compare exactly."""
-    superglue = request.getfixturevalue("decisive_superglue_weights")
-    try:
-        superpoint = request.getfixturevalue("shared_weights")["superpoint"]
-    except pytest.skip.Exception:
-        superpoint = request.getfixturevalue("generated_weights")["superpoint"]
-    return {"superpoint": superpoint, "superglue": superglue}
+def weights(comparable_weights):
+    return comparable_weights
 
 
 @pytest.fixture(scope="module")

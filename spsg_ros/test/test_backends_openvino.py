@@ -38,16 +38,8 @@ def seed_ir(shared_dir):
 
 
 @pytest.fixture(scope="module")
-def weights(request):
-    """Trained SuperPoint weights when the shared folder has them (no near-ties in
-    the top-k), else the generated random ones; a decisive random SuperGlue."""
-    generated = request.getfixturevalue("generated_weights")
-    superglue = request.getfixturevalue("decisive_superglue_weights")
-    try:
-        shared = request.getfixturevalue("shared_weights")
-    except pytest.skip.Exception:
-        return {"superpoint": generated["superpoint"], "superglue": superglue, "trained": False}
-    return {"superpoint": shared["superpoint"], "superglue": superglue, "trained": True}
+def weights(comparable_weights):
+    return comparable_weights
 
 
 @pytest.fixture(scope="module")

@@ -35,17 +35,8 @@ def blocked_packages(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def weights(request):
-    """Trained SuperPoint weights when the shared folder has them (distinct descriptors),
-    else the generated random ones; a decisive random SuperGlue (clear-cut matches on
-    trained descriptors, so that match agreement means something)."""
-    generated = request.getfixturevalue("generated_weights")
-    superglue = request.getfixturevalue("decisive_superglue_weights")
-    try:
-        shared = request.getfixturevalue("shared_weights")
-    except pytest.skip.Exception:
-        return {"superpoint": generated["superpoint"], "superglue": superglue, "trained": False}
-    return {"superpoint": shared["superpoint"], "superglue": superglue, "trained": True}
+def weights(comparable_weights):
+    return comparable_weights
 
 
 @pytest.fixture(scope="module")

@@ -198,24 +198,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got '{text}'")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cuda", help="torch device (default cuda; cpu: dry run)")
     p.add_argument(
-        "--ks", type=positive_int, nargs="+", default=list(DEFAULT_KS), help="SuperGlue sizes K"
+        "--ks", type=int_at_least(1), nargs="+", default=list(DEFAULT_KS), help="SuperGlue sizes K"
     )
     p.add_argument(
-        "--runs", type=positive_int, help="timed calls per stage (default 20 on cuda, 2 on cpu)"
+        "--runs", type=int_at_least(1), help="timed calls per stage (default 20 on cuda, 2 on cpu)"
     )
     p.add_argument(
-        "--warmup", type=non_negative_int, help="untimed calls first (default 3 cuda, 0 cpu)"
+        "--warmup", type=int_at_least(0), help="untimed calls first (default 3 cuda, 0 cpu)"
     )
     p.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, help="HxW (default 480x640)")
     p.add_argument(
