@@ -420,3 +420,26 @@ def check_export_source(folder: Path, weights: Any, weights_dir: Any) -> None:
             f"{folder} was exported from other weights than {path} (sha256 {made_from[:12]}... "
             "differs); re-export it with `spsg-ros export --only lightglue`"
         )
+
+
+class StagedLightGlueBackend:
+    """``Backend.lightglue`` through the staged export (a mixin for the onnxruntime and
+    OpenVINO backends): upstream's early exit and pruning decided here between the
+    stage models. One :class:`ExportedLightGlue` per (weights, weights folder), made
+    on first use by the backend's ``_open_lightglue_export(weights, weights_dir)``
+    under its ``_lock`` and kept in its ``_lightglue`` dict; ``weights_dir`` defaults
+    to the backend's own. ``lightglue_device_kind`` picks the pruning rule's device
+    (see :func:`adaptive_config`)."""
+
+    lightglue_device_kind = "cpu"
+
+    def lightglue(self, features0, features1, config: Mapping[str, Any]):
+        cfg = adaptive_config(config, self.lightglue_device_kind)
+        weights_dir = cfg["weights_dir"] if cfg["weights_dir"] is not None else self.weights_dir
+        key = (str(cfg["weights"]), str(weights_dir))
+        with self._lock:
+            models = self._lightglue.get(key)
+            if models is None:
+                models = self._open_lightglue_export(cfg["weights"], weights_dir)
+                self._lightglue[key] = models
+        return models.match(features0, features1, cfg)

@@ -64,6 +64,7 @@ from ..networks import contract
 from ..features.superpoint_post import superpoint_config
 from ..matching.superglue_post import superglue_config
 from .base import BackendUnavailable, register_backend, resolve_num_threads
+from .lightglue_staged import ExportedLightGlue, StagedLightGlueBackend, locate_lightglue_export
 from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
 
@@ -258,7 +259,7 @@ def check_providers_available(
     return kept
 
 
-class OnnxRuntimeBackend(PaddedSuperGlueBackend):
+class OnnxRuntimeBackend(StagedLightGlueBackend, PaddedSuperGlueBackend):
     name = "onnxruntime"
 
     def __init__(
@@ -461,39 +462,26 @@ class OnnxRuntimeBackend(PaddedSuperGlueBackend):
     def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.sg_session.run(list(contract.SUPERGLUE_OUTPUTS), feeds)[0]
 
-    # ---- LightGlue (staged export) -------------------------------------------------
-    def lightglue(self, features0, features1, config: Mapping[str, Any]):
-        """LightGlue through the staged export (:mod:`.lightglue_staged`): upstream's
-        early exit and pruning decided here between the stage models. ``num_slots``
-        None: the dynamic-K export fed exact sizes, pruned points removed (upstream's
-        own procedure); K: the static export, padded slots and pruned points masked.
-        The export is made once per weights file (cache keyed by its sha256) unless
-        ``onnx_dir`` holds ``lightglue_k<K>/`` (or ``config['weights']`` names such a
-        folder)."""
-        from .lightglue_staged import adaptive_config
+    # ---- LightGlue (staged export: StagedLightGlueBackend.lightglue) ---------------
+    # num_slots None: the dynamic-K export fed exact sizes, pruned points removed
+    # (upstream's own procedure); K: the static export, padded slots and pruned points
+    # masked. Exported once per weights file (cache keyed by its sha256) unless
+    # onnx_dir holds lightglue_k<K>/ (or the weights name such a folder).
+    @property
+    def lightglue_device_kind(self) -> str:
+        return self.device.split(":")[0].lower()
 
-        cfg = adaptive_config(config, self.device.split(":")[0].lower())
-        weights_dir = cfg["weights_dir"] if cfg["weights_dir"] is not None else self.weights_dir
-        models = self._lightglue_models(cfg["weights"], weights_dir)
-        return models.match(features0, features1, cfg)
-
-    def _lightglue_models(self, weights: Any, weights_dir: Any):
-        from .lightglue_staged import ExportedLightGlue, locate_lightglue_export
-
-        key = (str(weights), str(weights_dir))
-        with self._lock:
-            if key not in self._lightglue:
-                folder = locate_lightglue_export(
-                    weights,
-                    weights_dir,
-                    self.num_slots,
-                    self.fp16,
-                    self.onnx_dir,
-                    self.cache_dir,
-                    self.export_missing,
-                )
-                self._lightglue[key] = ExportedLightGlue(folder, self._open_lightglue_model)
-            return self._lightglue[key]
+    def _open_lightglue_export(self, weights: Any, weights_dir: Any) -> ExportedLightGlue:
+        folder = locate_lightglue_export(
+            weights,
+            weights_dir,
+            self.num_slots,
+            self.fp16,
+            self.onnx_dir,
+            self.cache_dir,
+            self.export_missing,
+        )
+        return ExportedLightGlue(folder, self._open_lightglue_model)
 
     def _open_lightglue_model(self, path: Path):
         meta = contract.read_sidecar(path, "lightglue")

@@ -47,6 +47,7 @@ import numpy as np
 from ..features.superpoint_post import superpoint_config as make_superpoint_config
 from ..matching.superglue_post import superglue_config as make_superglue_config
 from .base import BackendUnavailable, register_backend, resolve_num_threads
+from .lightglue_staged import ExportedLightGlue, StagedLightGlueBackend, locate_lightglue_export
 from ..networks import contract
 from .model_cache import cache_folder, default_cache_dir, export_once, find_model
 from .padded_superglue import PaddedSuperGlueBackend
@@ -232,7 +233,7 @@ class _Network:
             return None
 
 
-class OpenVINOBackend(PaddedSuperGlueBackend):
+class OpenVINOBackend(StagedLightGlueBackend, PaddedSuperGlueBackend):
     """SuperPoint dense network and masked SuperGlue through OpenVINO."""
 
     name = "openvino"
@@ -511,52 +512,31 @@ class OpenVINOBackend(PaddedSuperGlueBackend):
     def run_padded_superglue(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.superglue_net(feeds)["log_assignment"]
 
-    # ---- LightGlue (staged export) -------------------------------------------------
-    def lightglue(self, features0, features1, config: Mapping[str, Any]):
-        """LightGlue through the staged ONNX export (:mod:`.lightglue_staged`), the
-        same models as the onnxruntime backend. ``num_slots`` K: the static export
-        (padding and pruning by masks); None: the dynamic-K export, on CPU compiled
-        once with dynamic shapes and fed exact sizes (pruned points removed), on
-        GPU/NPU reshaped to power-of-two slot counts (at least 64, pruning by masks)."""
-        from .lightglue_staged import adaptive_config
+    # ---- LightGlue (staged export: StagedLightGlueBackend.lightglue) ---------------
+    # The same models as the onnxruntime backend. num_slots K: the static export
+    # (padding and pruning by masks); None: the dynamic-K export, on CPU compiled once
+    # with dynamic shapes and fed exact sizes (pruned points removed), on GPU/NPU
+    # reshaped to power-of-two slot counts (at least 64, pruning by masks).
+    def _open_lightglue_export(self, weights: Any, weights_dir: Any) -> ExportedLightGlue:
+        folder = locate_lightglue_export(
+            weights,
+            weights_dir,
+            self.requested_slots,
+            False,
+            self.onnx_dir,
+            self.cache_dir or default_cache_dir(),
+            self.export_missing,
+        )
+        cpu = self.device.startswith("CPU")
 
-        cfg = adaptive_config(config, "cpu")
-        weights_dir = cfg["weights_dir"] if cfg["weights_dir"] is not None else self.weights_dir
-        models = self._lightglue_models(cfg["weights"], weights_dir)
-        return models.match(features0, features1, cfg)
+        def open_model(path: Path):
+            contract.read_sidecar(path, "lightglue")
+            return _Network(self.core, path, self.device, self.compile_config, self.ov, not cpu)
 
-    def _lightglue_models(self, weights: Any, weights_dir: Any):
-        from .lightglue_staged import ExportedLightGlue, locate_lightglue_export
+        def buckets(n0: int, n1: int) -> int:
+            return max(64, 1 << (max(n0, n1, 1) - 1).bit_length())
 
-        key = (str(weights), str(weights_dir))
-        with self._lock:
-            if key in self._lightglue:
-                return self._lightglue[key]
-            folder = locate_lightglue_export(
-                weights,
-                weights_dir,
-                self.requested_slots,
-                False,
-                self.onnx_dir,
-                self.cache_dir or default_cache_dir(),
-                self.export_missing,
-            )
-            cpu = self.device.startswith("CPU")
-
-            def open_model(path: Path):
-                from ..networks import contract
-
-                contract.read_sidecar(path, "lightglue")
-                return _Network(
-                    self.core, path, self.device, self.compile_config, self.ov, not cpu
-                )
-
-            def buckets(n0: int, n1: int) -> int:
-                return max(64, 1 << (max(n0, n1, 1) - 1).bit_length())
-
-            models = ExportedLightGlue(folder, open_model, None if cpu else buckets)
-            self._lightglue[key] = models
-            return models
+        return ExportedLightGlue(folder, open_model, None if cpu else buckets)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
